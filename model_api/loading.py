@@ -1,0 +1,139 @@
+"""Loading a tokenizer and a causal LM onto the right device, logging time and memory."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model_api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """The model named by the settings cannot be loaded; the message says how to fix it."""
+
+
+@dataclass
+class LoadedModel:
+    tokenizer: Any
+    model: Any
+    device: torch.device
+    dtype: torch.dtype
+    max_model_len: int
+    vocab_size: int
+    eos_token_ids: frozenset[int]
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+
+def resolve_device(setting: str) -> torch.device:
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("DEVICE=cuda but PyTorch sees no CUDA GPU; use DEVICE=auto or cpu")
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
+    if setting != "auto":
+        return getattr(torch, setting)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def rss_mb() -> float:
+    """This process's resident memory, from /proc (no extra dependency)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except OSError:
+        return 0.0
+    return pages * resource.getpagesize() / 2**20
+
+
+@contextmanager
+def logged_step(name: str, device: torch.device) -> Iterator[None]:
+    """Log how long a loading step took and how much memory it added."""
+    start, rss_before = time.perf_counter(), rss_mb()
+    gpu_before = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+    yield
+    gpu = ""
+    if device.type == "cuda":
+        gpu = f", GPU +{(torch.cuda.memory_allocated(device) - gpu_before) / 2**20:.0f} MB"
+    log.info(
+        "%s: %.1f s, RSS +%.0f MB (now %.0f MB)%s",
+        name,
+        time.perf_counter() - start,
+        rss_mb() - rss_before,
+        rss_mb(),
+        gpu,
+    )
+
+
+def pretrained_source(model_path: str) -> tuple[str, dict[str, str]]:
+    """Where from_pretrained should look: a folder, a .gguf file's folder, or a hub id."""
+    path = Path(model_path)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"MODEL_PATH names a GGUF file that does not exist: {path}")
+        return str(path.parent), {"gguf_file": path.name}
+    if path.is_dir():
+        return str(path), {}
+    if path.is_absolute() or model_path.startswith("."):
+        raise ModelLoadError(
+            f"MODEL_PATH {model_path} does not exist; run `make install` to convert the "
+            "embedded model, or point MODEL_PATH at a model folder, a .gguf file or a hub id"
+        )
+    return model_path, {}  # a Hugging Face hub id, for machines with internet access
+
+
+def load_model(settings: Settings) -> LoadedModel:
+    """Tokenizer first, then weights; eval mode on the chosen device and dtype."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    source, extra = pretrained_source(settings.model_path)
+    log.info("loading %s on %s as %s", settings.model_path, device, dtype)
+    with logged_step("tokenizer", device):
+        tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+    with logged_step("weights", device):
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra)
+        model.to(device)
+        model.eval()
+    config = model.config
+    max_len = settings.max_model_len or getattr(config, "max_position_embeddings", 2048)
+    return LoadedModel(
+        tokenizer=tokenizer,
+        model=model,
+        device=device,
+        dtype=dtype,
+        max_model_len=int(max_len),
+        vocab_size=int(config.vocab_size),
+        eos_token_ids=eos_token_ids(model, tokenizer),
+    )
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """Every id that ends a turn: the generation config's and the tokenizer's."""
+    ids: set[int] = set()
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return frozenset(ids)

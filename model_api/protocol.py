@@ -1,0 +1,222 @@
+"""OpenAI request models, validated at the edge: wrong types and ranges become 400s.
+
+Fields follow OpenAI's order. Fields OpenAI has but this server does not implement are
+declared so that a non-default value is refused by name, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chatstack.errors import APIError
+
+
+class StrictModel(BaseModel):
+    # strict: "0.5" is not a number and "true" is not a boolean, as with OpenAI.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TextPart(StrictModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(StrictModel):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(StrictModel):
+    include_usage: bool = False
+
+
+class ResponseFormat(StrictModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+
+StopField = str | list[str] | None
+
+
+class SamplingFields(StrictModel):
+    """Fields that /v1/chat/completions and /v1/completions share."""
+
+    model: str
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = None
+    n: int = Field(1, ge=1, le=128)
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
+    stop: StopField = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    user: str | None = None
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if len(stops) > 4:
+            raise APIError(400, "stop: at most 4 stop sequences are allowed", param="stop")
+        if any(not s for s in stops):
+            raise APIError(400, "stop: stop sequences must not be empty", param="stop")
+        return tuple(stops)
+
+    def include_usage(self) -> bool:
+        return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+
+    def check_supported(self) -> None:
+        """Refuse, by name, OpenAI features this server does not implement."""
+        if self.n != 1:
+            unsupported("n", "only n=1 is supported")
+        if self.logit_bias:
+            unsupported("logit_bias", "logit_bias is not supported")
+        if self.stream_options is not None and not self.stream:
+            raise APIError(
+                400, "stream_options is only allowed when stream is true", param="stream_options"
+            )
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: list[ChatMessage] = Field(min_length=1)
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    response_format: ResponseFormat | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+
+    def token_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def check_supported(self) -> None:
+        super().check_supported()
+        if self.logprobs or self.top_logprobs is not None:
+            unsupported("logprobs", "logprobs are not supported")
+        for name in ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call"):
+            if getattr(self, name) is not None:
+                unsupported(name, "tool and function calling are not supported")
+        if self.response_format is not None and self.response_format.type != "text":
+            unsupported("response_format", "only response_format type 'text' is supported")
+
+
+class CompletionRequest(SamplingFields):
+    prompt: str | list[str] | list[int] | list[list[int]]
+    best_of: int | None = Field(None, ge=1)
+    echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=5)
+    max_tokens: int | None = Field(16, ge=1)
+    suffix: str | None = None
+
+    def check_supported(self) -> None:
+        super().check_supported()
+        if self.best_of not in (None, 1):
+            unsupported("best_of", "best_of is not supported")
+        if self.echo:
+            unsupported("echo", "echo is not supported")
+        if self.logprobs is not None:
+            unsupported("logprobs", "logprobs are not supported")
+        if self.suffix:
+            unsupported("suffix", "suffix is not supported")
+
+    def single_prompt(self) -> str | list[int]:
+        """The one prompt this request holds (a batch of prompts is refused by name)."""
+        prompt = self.prompt
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
+            if len(prompt) != 1:
+                unsupported("prompt", "only one prompt per request is supported")
+            prompt = prompt[0]
+        if not prompt:
+            raise APIError(400, "prompt must not be empty", param="prompt")
+        return prompt
+
+
+class TokenizeRequest(StrictModel):
+    model: str
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = Field(None, min_length=1)
+    add_generation_prompt: bool = True
+
+
+def unsupported(param: str, message: str) -> None:
+    raise APIError(400, message, param=param, code="unsupported_parameter")
+
+
+def parse_body(raw: bytes, model_cls: type[StrictModel]) -> Any:
+    """Bytes from the wire → a validated request model, or an OpenAI-shaped 400."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise APIError(
+            400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
+        ) from None
+    if not isinstance(data, dict):
+        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
+    try:
+        return model_cls.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def validation_error(exc: ValidationError) -> APIError:
+    """The first problem pydantic found, as a 400 naming the parameter."""
+    first = exc.errors(include_url=False)[0]
+    param = _param_path(first["loc"])
+    if first["type"] == "extra_forbidden":
+        parent = _param_path(first["loc"][:-1])
+        param = f"{parent}.{first['loc'][-1]}" if parent else str(first["loc"][-1])
+        message = f"Unrecognized request argument supplied: {param}"
+    elif first["type"] == "missing":
+        message = f"Missing required parameter: '{param}'."
+    else:
+        message = f"Invalid value for '{param}': {first['msg']}"
+    return APIError(400, message, param=param or None, code=_error_code(first["type"]))
+
+
+def _error_code(pydantic_type: str) -> str:
+    if pydantic_type == "missing":
+        return "missing_required_parameter"
+    if pydantic_type == "extra_forbidden":
+        return "unknown_parameter"
+    if pydantic_type.endswith("_type") or pydantic_type.startswith("literal"):
+        return "invalid_type"
+    return "invalid_value"
+
+
+_FIELD_NAMES = {
+    name
+    for cls in (
+        ChatCompletionRequest,
+        CompletionRequest,
+        TokenizeRequest,
+        ChatMessage,
+        TextPart,
+        StreamOptions,
+        ResponseFormat,
+    )
+    for name in cls.model_fields
+}
+
+
+def _param_path(loc: tuple[Any, ...]) -> str:
+    """('messages', 0, 'role') → 'messages[0].role'; pydantic's union tags are dropped."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in _FIELD_NAMES or not path:
+            path += f".{part}" if path else str(part)
+    return path

@@ -1,0 +1,198 @@
+"""The OpenAI operations on one loaded model, independent of Flask.
+
+Requests arrive validated (protocol.py); this module turns them into token ids and
+sampling parameters, hands them to the engine, and shapes what comes back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from chatstack.errors import APIError
+from chatstack.sse import DONE, KEEPALIVE, sse_data
+from model_api.engine import Delta, Engine, Failed, Finished, GenerationHandle
+from model_api.formats import ChatFormat, CompletionFormat, OutputFormat, usage_dict
+from model_api.loading import LoadedModel
+from model_api.protocol import (
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    SamplingFields,
+    TokenizeRequest,
+)
+from model_api.sampling import SamplingParams
+from model_api.settings import Settings
+
+
+class ModelService:
+    """Chat, completions, tokenize and the model list for one model behind one engine."""
+
+    def __init__(self, settings: Settings, loaded: LoadedModel, engine: Engine) -> None:
+        self.settings = settings
+        self.loaded = loaded
+        self.engine = engine
+        self.created = int(time.time())
+
+    # ---- requests → engine -------------------------------------------------------------
+
+    def start_chat(self, req: ChatCompletionRequest) -> tuple[GenerationHandle, ChatFormat]:
+        self._check(req)
+        prompt_ids = self.chat_prompt_ids(req.messages)
+        params = self._sampling_params(req, prompt_ids, req.token_limit(), "messages")
+        fmt = ChatFormat(model=self.settings.model_name, include_usage=req.include_usage())
+        return self.engine.submit(prompt_ids, params), fmt
+
+    def start_completion(self, req: CompletionRequest) -> tuple[GenerationHandle, CompletionFormat]:
+        self._check(req)
+        prompt = req.single_prompt()
+        prompt_ids = self.text_prompt_ids(prompt) if isinstance(prompt, str) else prompt
+        if any(not 0 <= t < self.loaded.vocab_size for t in prompt_ids):
+            raise APIError(400, "prompt holds token ids outside the vocabulary", param="prompt")
+        params = self._sampling_params(req, prompt_ids, req.max_tokens, "prompt")
+        fmt = CompletionFormat(model=self.settings.model_name, include_usage=req.include_usage())
+        return self.engine.submit(prompt_ids, params), fmt
+
+    def tokenize(self, req: TokenizeRequest) -> dict[str, Any]:
+        self._check_model(req.model)
+        if (req.prompt is None) == (req.messages is None):
+            raise APIError(400, "Give exactly one of 'prompt' and 'messages'.", param="prompt")
+        if req.messages is not None:
+            ids = self.chat_prompt_ids(req.messages, req.add_generation_prompt)
+        else:
+            ids = self.text_prompt_ids(req.prompt or "")
+        return {"count": len(ids), "max_model_len": self.loaded.max_model_len, "tokens": ids}
+
+    def models(self) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": self.settings.model_name,
+                    "object": "model",
+                    "created": self.created,
+                    "owned_by": "chatstack",
+                    "max_model_len": self.loaded.max_model_len,
+                }
+            ],
+        }
+
+    # ---- prompts ---------------------------------------------------------------------
+
+    def chat_prompt_ids(
+        self, messages: list[ChatMessage], add_generation_prompt: bool = True
+    ) -> list[int]:
+        if not self.loaded.has_chat_template:
+            raise APIError(
+                400,
+                "This model has no chat template, so it cannot be used for chat; "
+                "use /v1/completions with a plain prompt instead.",
+                param="messages",
+                code="chat_template_missing",
+            )
+        turns = [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+            for m in messages
+        ]
+        text = self.loaded.tokenizer.apply_chat_template(
+            turns, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+        # The template already holds the special tokens; adding BOS again would double it.
+        return self.text_prompt_ids(text, add_special_tokens=False)
+
+    def text_prompt_ids(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return list(self.loaded.tokenizer(text, add_special_tokens=add_special_tokens).input_ids)
+
+    # ---- checks ----------------------------------------------------------------------
+
+    def _check(self, req: SamplingFields) -> None:
+        self._check_model(req.model)
+        req.check_supported()
+
+    def _check_model(self, model: str) -> None:
+        if model != self.settings.model_name:
+            raise APIError(
+                404,
+                f"The model '{model}' does not exist. This server serves "
+                f"'{self.settings.model_name}'.",
+                param="model",
+                code="model_not_found",
+            )
+
+    def _sampling_params(
+        self, req: SamplingFields, prompt_ids: list[int], max_tokens: int | None, prompt_param: str
+    ) -> SamplingParams:
+        limit = self.loaded.max_model_len
+        room = limit - len(prompt_ids)
+        if room <= 0 or (max_tokens is not None and max_tokens > room):
+            asked = len(prompt_ids) + (max_tokens or 0)
+            raise APIError(
+                400,
+                f"This model's maximum context length is {limit} tokens. However, you "
+                f"requested {asked} tokens ({len(prompt_ids)} in the {prompt_param}, "
+                f"{max_tokens or 0} in the completion). Please reduce the length of the "
+                f"{prompt_param} or completion.",
+                param=prompt_param,
+                code="context_length_exceeded",
+            )
+        return SamplingParams(
+            max_tokens=max_tokens or room,  # unset: whatever the context leaves, as vLLM does
+            temperature=1.0 if req.temperature is None else req.temperature,
+            top_p=1.0 if req.top_p is None else req.top_p,
+            seed=req.seed,
+            stop=req.stop_sequences(),
+            presence_penalty=req.presence_penalty,
+            frequency_penalty=req.frequency_penalty,
+        )
+
+
+# ---- engine events → responses ---------------------------------------------------------
+
+
+def stream_sse(handle: GenerationHandle, fmt: OutputFormat, keepalive: float) -> Iterator[str]:
+    """SSE events for one generation; closing the generator cancels the generation."""
+    try:
+        first = fmt.first_chunk()
+        if first is not None:
+            yield sse_data(first)
+        for event in handle.stream(keepalive):
+            if event is None:
+                yield KEEPALIVE  # also how a vanished client is noticed while queued
+            elif isinstance(event, Delta):
+                yield sse_data(fmt.text_chunk(event.text))
+            elif isinstance(event, Finished):
+                yield sse_data(fmt.final_chunk(event.reason))
+                if fmt.include_usage:
+                    usage = usage_dict(event.prompt_tokens, event.completion_tokens)
+                    yield sse_data(fmt.usage_chunk(usage))
+            elif isinstance(event, Failed):
+                yield sse_data(APIError(500, event.message, code="generation_failed").body())
+        yield DONE
+    finally:
+        handle.cancel()
+
+
+def collect_response(
+    handle: GenerationHandle,
+    fmt: OutputFormat,
+    client_gone: Callable[[], bool],
+    poll_seconds: float = 0.5,
+) -> dict[str, Any]:
+    """The whole response; stops generating if the client disconnects while waiting."""
+    parts: list[str] = []
+    try:
+        for event in handle.stream(poll_seconds):
+            if event is None:
+                if client_gone():
+                    raise APIError(499, "Client closed the connection.")
+            elif isinstance(event, Delta):
+                parts.append(event.text)
+            elif isinstance(event, Finished):
+                usage = usage_dict(event.prompt_tokens, event.completion_tokens)
+                return fmt.whole("".join(parts), event.reason, usage)
+            elif isinstance(event, Failed):
+                raise APIError(500, event.message, code="generation_failed")
+        raise APIError(500, "The generation ended without a result.")
+    finally:
+        handle.cancel()

@@ -1,0 +1,56 @@
+"""The model API's settings: read from the environment here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatstack.envsettings import env_choice, env_float, env_int, env_str
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_MODEL_DIRNAME = "SmolLM2-135M-Instruct"
+EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_path: str
+    model_name: str
+    models_dir: Path
+    device: str = "auto"
+    dtype: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 8001
+    api_key: str = ""
+    threads: int = 32
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_model_len: int = 0
+    keepalive_seconds: float = 15.0
+    log_level: str = "info"
+
+    @property
+    def embedded_model_dir(self) -> Path:
+        return self.models_dir / EMBEDDED_MODEL_DIRNAME
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        models_dir = Path(env_str(env, "MODELS_DIR", str(PROJECT_ROOT / "models")))
+        default_path = str(models_dir / EMBEDDED_MODEL_DIRNAME)
+        return cls(
+            model_path=env_str(env, "MODEL_PATH", default_path),
+            model_name=env_str(env, "MODEL_NAME", EMBEDDED_MODEL_NAME),
+            models_dir=models_dir,
+            device=env_choice(env, "DEVICE", "auto", ("auto", "cpu", "cuda")),
+            dtype=env_choice(env, "DTYPE", "auto", ("auto", "float32", "bfloat16", "float16")),
+            host=env_str(env, "MODEL_API_HOST", "127.0.0.1"),
+            port=env_int(env, "MODEL_API_PORT", 8001, minimum=1, maximum=65535),
+            api_key=env_str(env, "MODEL_API_KEY", ""),
+            threads=env_int(env, "MODEL_API_THREADS", 32, minimum=2, maximum=1024),
+            max_body_bytes=env_int(env, "MODEL_API_MAX_BODY_MB", 8, minimum=1) * 1024 * 1024,
+            max_model_len=env_int(env, "MAX_MODEL_LEN", 0, minimum=0),
+            keepalive_seconds=env_float(env, "SSE_KEEPALIVE_SECONDS", 15.0, minimum=0.1),
+            log_level=env_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+        )

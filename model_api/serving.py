@@ -181,12 +181,14 @@ def collect_response(
 ) -> dict[str, Any]:
     """The whole response; stops generating if the client disconnects while waiting."""
     parts: list[str] = []
+    next_check = time.monotonic() + poll_seconds
     try:
         for event in handle.stream(poll_seconds):
-            if event is None:
+            if time.monotonic() >= next_check:
                 if client_gone():
                     raise APIError(499, "Client closed the connection.")
-            elif isinstance(event, Delta):
+                next_check = time.monotonic() + poll_seconds
+            if isinstance(event, Delta):
                 parts.append(event.text)
             elif isinstance(event, Finished):
                 usage = usage_dict(event.prompt_tokens, event.completion_tokens)

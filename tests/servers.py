@@ -1,0 +1,74 @@
+"""Starting real servers for tests: a free loopback port, health polling, clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    """A real server process (gunicorn) on 127.0.0.1, its output kept in a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, url: str) -> None:
+        self.url = url
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def wait_healthy(self, path: str = "/health", timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                if requests.get(self.url + path, timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"server not healthy after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def start_model_api(tmp_dir: Path, **env: str) -> RunningServer:
+    """The model API under gunicorn, exactly as `make run` starts it, on a free port."""
+    port = free_port()
+    server_env = {"MODEL_API_HOST": "127.0.0.1", "MODEL_API_PORT": str(port), **env}
+    args = [
+        str(VENV_BIN / "gunicorn"),
+        "-c",
+        "model_api/gunicorn.conf.py",
+        "model_api.app:create_app()",
+    ]
+    return RunningServer(args, server_env, tmp_dir / "model_api.log", f"http://127.0.0.1:{port}")

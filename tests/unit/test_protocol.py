@@ -1,0 +1,123 @@
+import json
+
+import pytest
+
+from chatstack.errors import APIError
+from model_api.protocol import ChatCompletionRequest, CompletionRequest, parse_body
+
+MODEL = "m"
+
+
+def parse_chat(**fields):
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], **fields}
+    return parse_body(json.dumps(body).encode(), ChatCompletionRequest)
+
+
+def error_of(fn, *args, **kwargs) -> APIError:
+    with pytest.raises(APIError) as caught:
+        fn(*args, **kwargs)
+    return caught.value
+
+
+def test_a_minimal_chat_request_parses_with_openai_defaults():
+    req = parse_chat()
+    assert req.temperature is None and req.top_p is None
+    assert req.n == 1 and req.stream is False
+    assert req.stop_sequences() == ()
+
+
+def test_text_parts_are_joined():
+    req = parse_chat(
+        messages=[
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+            }
+        ]
+    )
+    assert req.messages[0].text() == "ab"
+
+
+def test_max_completion_tokens_takes_precedence():
+    assert parse_chat(max_tokens=5, max_completion_tokens=7).token_limit() == 7
+    assert parse_chat(max_tokens=5).token_limit() == 5
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [(b"{", "invalid_json"), (b"null", "invalid_json"), (b"\xff\xfe", "invalid_json")],
+)
+def test_unparseable_bodies_are_400(raw, code):
+    err = error_of(parse_body, raw, ChatCompletionRequest)
+    assert (err.status, err.code) == (400, code)
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"temperature": "0.5"}, "temperature"),  # strings are not numbers
+        ({"stream": 1}, "stream"),
+        ({"top_p": -0.1}, "top_p"),
+        ({"seed": 1.5}, "seed"),
+        ({"messages": [{"role": "user"}]}, "messages[0].content"),
+        ({"messages": [{"role": "user", "content": "x", "extra": 1}]}, "messages[0].extra"),
+        ({"stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+        ({"surprise": True}, "surprise"),
+    ],
+)
+def test_invalid_fields_name_their_param(fields, param):
+    err = error_of(parse_chat, **fields)
+    assert err.status == 400
+    assert err.param == param
+    assert err.error_type == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 2}, "logprobs"),
+        ({"tool_choice": "auto"}, "tool_choice"),
+        ({"functions": []}, "functions"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"logit_bias": {"1": 5}}, "logit_bias"),
+    ],
+)
+def test_unsupported_features_are_refused_by_name(fields, param):
+    err = error_of(parse_chat(**fields).check_supported)
+    assert (err.status, err.param, err.code) == (400, param, "unsupported_parameter")
+
+
+def test_text_response_format_is_accepted():
+    parse_chat(response_format={"type": "text"}).check_supported()
+
+
+def test_stop_accepts_a_string_or_up_to_four():
+    assert parse_chat(stop="x").stop_sequences() == ("x",)
+    assert parse_chat(stop=["a", "b", "c", "d"]).stop_sequences() == ("a", "b", "c", "d")
+    assert error_of(parse_chat(stop=["a"] * 5).stop_sequences).param == "stop"
+    assert error_of(parse_chat(stop=[""]).stop_sequences).param == "stop"
+
+
+def test_usage_is_included_only_for_streams_that_ask():
+    assert parse_chat(stream=True, stream_options={"include_usage": True}).include_usage()
+    assert not parse_chat(stream=True).include_usage()
+
+
+def test_completion_prompt_forms():
+    def prompt_of(prompt):
+        body = json.dumps({"model": MODEL, "prompt": prompt}).encode()
+        return parse_body(body, CompletionRequest).single_prompt()
+
+    assert prompt_of("abc") == "abc"
+    assert prompt_of(["abc"]) == "abc"
+    assert prompt_of([1, 2, 3]) == [1, 2, 3]
+    assert prompt_of([[1, 2]]) == [1, 2]
+    assert error_of(prompt_of, ["a", "b"]).param == "prompt"
+    assert error_of(prompt_of, "").param == "prompt"
+
+
+def test_completion_defaults_to_sixteen_tokens_like_openai():
+    body = json.dumps({"model": MODEL, "prompt": "x"}).encode()
+    assert parse_body(body, CompletionRequest).max_tokens == 16

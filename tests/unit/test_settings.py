@@ -1,0 +1,45 @@
+import pytest
+
+from chatstack.envsettings import SettingsError
+from model_api.settings import PROJECT_ROOT, Settings
+
+
+def test_defaults_serve_the_embedded_model_on_loopback():
+    s = Settings.from_env({})
+    assert (s.host, s.port) == ("127.0.0.1", 8001)
+    assert s.model_path == str(PROJECT_ROOT / "models" / "SmolLM2-135M-Instruct")
+    assert s.model_name == "SmolLM2-135M-Instruct"
+    assert (s.device, s.dtype, s.api_key) == ("auto", "auto", "")
+
+
+def test_values_are_read_and_converted():
+    s = Settings.from_env(
+        {
+            "MODEL_API_PORT": "9000",
+            "DEVICE": "CPU",
+            "MODEL_API_MAX_BODY_MB": "2",
+            "MODELS_DIR": "/m",
+            "MODEL_NAME": "mine",
+        }
+    )
+    assert s.port == 9000
+    assert s.device == "cpu"
+    assert s.max_body_bytes == 2 * 1024 * 1024
+    assert s.model_path == "/m/SmolLM2-135M-Instruct"
+    assert s.model_name == "mine"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"MODEL_API_PORT": "eighty"}, "MODEL_API_PORT"),
+        ({"MODEL_API_PORT": "70000"}, "MODEL_API_PORT"),
+        ({"DEVICE": "tpu"}, "DEVICE"),
+        ({"DTYPE": "int8"}, "DTYPE"),
+        ({"SSE_KEEPALIVE_SECONDS": "soon"}, "SSE_KEEPALIVE_SECONDS"),
+        ({"MODEL_API_THREADS": "1"}, "MODEL_API_THREADS"),
+    ],
+)
+def test_invalid_values_fail_naming_the_variable(env, variable):
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env(env)

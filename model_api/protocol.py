@@ -6,12 +6,14 @@ declared so that a non-default value is refused by name, never silently ignored.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from chatstack.errors import APIError
+from chatstack.validation import parse_body
+
+__all__ = ["parse_body"]  # re-exported: routes parse with the shared helper
 
 
 class StrictModel(BaseModel):
@@ -153,70 +155,3 @@ class TokenizeRequest(StrictModel):
 
 def unsupported(param: str, message: str) -> None:
     raise APIError(400, message, param=param, code="unsupported_parameter")
-
-
-def parse_body(raw: bytes, model_cls: type[StrictModel]) -> Any:
-    """Bytes from the wire → a validated request model, or an OpenAI-shaped 400."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise APIError(
-            400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
-        ) from None
-    if not isinstance(data, dict):
-        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
-    try:
-        return model_cls.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(exc) from None
-
-
-def validation_error(exc: ValidationError) -> APIError:
-    """The first problem pydantic found, as a 400 naming the parameter."""
-    first = exc.errors(include_url=False)[0]
-    param = _param_path(first["loc"])
-    if first["type"] == "extra_forbidden":
-        parent = _param_path(first["loc"][:-1])
-        param = f"{parent}.{first['loc'][-1]}" if parent else str(first["loc"][-1])
-        message = f"Unrecognized request argument supplied: {param}"
-    elif first["type"] == "missing":
-        message = f"Missing required parameter: '{param}'."
-    else:
-        message = f"Invalid value for '{param}': {first['msg']}"
-    return APIError(400, message, param=param or None, code=_error_code(first["type"]))
-
-
-def _error_code(pydantic_type: str) -> str:
-    if pydantic_type == "missing":
-        return "missing_required_parameter"
-    if pydantic_type == "extra_forbidden":
-        return "unknown_parameter"
-    if pydantic_type.endswith("_type") or pydantic_type.startswith("literal"):
-        return "invalid_type"
-    return "invalid_value"
-
-
-_FIELD_NAMES = {
-    name
-    for cls in (
-        ChatCompletionRequest,
-        CompletionRequest,
-        TokenizeRequest,
-        ChatMessage,
-        TextPart,
-        StreamOptions,
-        ResponseFormat,
-    )
-    for name in cls.model_fields
-}
-
-
-def _param_path(loc: tuple[Any, ...]) -> str:
-    """('messages', 0, 'role') → 'messages[0].role'; pydantic's union tags are dropped."""
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part in _FIELD_NAMES or not path:
-            path += f".{part}" if path else str(part)
-    return path

@@ -72,3 +72,26 @@ def start_model_api(tmp_dir: Path, **env: str) -> RunningServer:
         "model_api.app:create_app()",
     ]
     return RunningServer(args, server_env, tmp_dir / "model_api.log", f"http://127.0.0.1:{port}")
+
+
+def start_app_service(tmp_dir: Path, model_api_url: str, **env: str) -> RunningServer:
+    """The app service under gunicorn, exactly as `make run` starts it, on a free port."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server_env = {
+        "APP_HOST": "127.0.0.1",
+        "APP_PORT": str(port),
+        "DATA_DIR": str(tmp_dir / "data"),
+        "MODEL_API_URLS": model_api_url,
+        # Tests speak plain HTTP on loopback; browsers only send Secure cookies over HTTPS.
+        "COOKIE_SECURE": "false",
+        "SITE_ORIGINS": url,
+        **env,
+    }
+    args = [
+        str(VENV_BIN / "gunicorn"),
+        "-c",
+        "app_service/gunicorn.conf.py",
+        "app_service.app:create_app()",
+    ]
+    return RunningServer(args, server_env, tmp_dir / "app_service.log", url)

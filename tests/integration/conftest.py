@@ -1,17 +1,20 @@
-"""One real model API (gunicorn, embedded model) shared by the integration tests."""
+"""Real servers shared by the integration tests: the model API (gunicorn, embedded model)
+and the app service (gunicorn) in front of it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 
 import openai
 import pytest
 import requests
 
-from tests.servers import RunningServer, start_model_api
+from tests.servers import RunningServer, start_app_service, start_model_api
 
 API_KEY = "test-model-api-key"
 MODEL = "SmolLM2-135M-Instruct"
+PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +39,35 @@ def http(model_api: RunningServer) -> requests.Session:
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {API_KEY}"
     return session
+
+
+@pytest.fixture(scope="session")
+def app_server(
+    tmp_path_factory: pytest.TempPathFactory, model_api: RunningServer
+) -> Iterator[RunningServer]:
+    server = start_app_service(
+        tmp_path_factory.mktemp("app_service"), model_api.url, MODEL_API_KEY=API_KEY,
+        UPSTREAM_HEALTH_SECONDS="1",
+    )
+    try:
+        server.wait_healthy("/api/health")
+        yield server
+    finally:
+        server.stop()
+
+
+def register(app_url: str, username: str | None = None) -> requests.Session:
+    """A new user, registered and logged in; the session carries its cookie."""
+    session = requests.Session()
+    name = username or f"user_{uuid.uuid4().hex[:10]}"
+    reply = session.post(
+        app_url + "/api/auth/register", json={"username": name, "password": PASSWORD}
+    )
+    assert reply.status_code == 201, reply.text
+    session.username = name  # type: ignore[attr-defined]
+    return session
+
+
+@pytest.fixture
+def new_user(app_server: RunningServer) -> Callable[[], requests.Session]:
+    return lambda: register(app_server.url)

@@ -1,0 +1,1 @@
+"""The app service: accounts, conversations, uploads, WebSocket chat, /v1 pass-through."""

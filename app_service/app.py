@@ -1,0 +1,55 @@
+"""The app service's application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+
+from app_service import accounts, api_keys, conversations, db, files, passthrough, ws_chat
+from app_service.settings import Settings
+from app_service.upstream import UpstreamPool
+from chatstack import __version__
+from chatstack.errors import register_error_handlers
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app: migrate the database, connect to the model APIs, register routes."""
+    settings = settings or Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    db.migrate(settings.db_path)
+    conversations.recover_interrupted_messages(settings.db_path)
+
+    app = Flask(__name__)
+    # Uploads are the largest bodies; JSON routes check their own, smaller limit.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 64 * 1024
+    app.extensions["chatstack_settings"] = settings
+    pool = UpstreamPool(settings)
+    pool.start()
+    app.extensions["chatstack_upstreams"] = pool
+
+    register_error_handlers(app)
+    db.init_app(app)
+    for blueprint in (
+        accounts.bp, api_keys.bp, conversations.bp, files.bp, passthrough.bp, ws_chat.bp
+    ):
+        app.register_blueprint(blueprint)
+    ws_chat.init_app(app)
+
+    @app.get("/api/health")
+    def health() -> tuple[Response, int]:
+        upstreams = pool.status()
+        reachable = any(u["healthy"] for u in upstreams)
+        body = {
+            "status": "ok",
+            "version": __version__,
+            "model_api": {"reachable": reachable, "upstreams": upstreams},
+        }
+        return jsonify(body), 200
+
+    return app

@@ -1,0 +1,150 @@
+"""SQLite: one connection per request, WAL mode, migrations applied at start-up."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from flask import Flask, current_app, g
+
+# Each entry upgrades the schema by one version (PRAGMA user_version); never edit one
+# that has shipped — append a new one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        is_admin INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE TABLE login_failures (
+        key TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX login_failures_key ON login_failures(key, at);
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_used_at REAL,
+        revoked_at REAL
+    );
+    CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        title TEXT NOT NULL,
+        system_prompt TEXT NOT NULL DEFAULT '',
+        model TEXT NOT NULL DEFAULT '',
+        temperature REAL,
+        top_p REAL,
+        max_tokens INTEGER,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX conversations_user ON conversations(user_id, updated_at DESC);
+    CREATE TABLE messages (
+        id TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+        content TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('complete', 'stopped', 'failed', 'streaming')),
+        file_ids TEXT NOT NULL DEFAULT '[]',
+        sources TEXT NOT NULL DEFAULT '[]',
+        usage TEXT,
+        finish_reason TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        UNIQUE (conversation_id, seq)
+    );
+    CREATE TABLE files (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        text TEXT NOT NULL,
+        chunk_count INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX files_user ON files(user_id, created_at DESC);
+    CREATE VIRTUAL TABLE chunks USING fts5(
+        text, file_id UNINDEXED, ordinal UNINDEXED, tokenize = 'unicode61'
+    );
+    """,
+]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def now() -> float:
+    return time.time()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode = WAL")  # readers never wait for the writer
+    conn.execute("PRAGMA busy_timeout = 10000")  # writers queue instead of failing
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; safe with WAL
+    return conn
+
+
+def migrate(path: Path) -> int:
+    """Bring the schema to the newest version; return it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = connect(path)
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            upgrade = f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+            conn.executescript(upgrade)
+        return len(MIGRATIONS)
+    finally:
+        conn.close()
+
+
+def db() -> sqlite3.Connection:
+    """This request's connection, opened on first use and closed at teardown."""
+    if "db" not in g:
+        g.db = connect(current_app.extensions["chatstack_settings"].db_path)
+    return g.db
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on error: a write is all or nothing."""
+    conn = conn or db()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def init_app(app: Flask) -> None:
+    @app.teardown_appcontext
+    def _close(_exc: BaseException | None) -> None:
+        conn = g.pop("db", None)
+        if conn is not None:
+            conn.close()

@@ -1,0 +1,5 @@
+"""STUB — to be implemented."""
+
+from flask import Blueprint
+
+bp = Blueprint("files", __name__)

@@ -1,0 +1,86 @@
+"""The app service's settings: read from the environment here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatstack.envsettings import SettingsError, env_bool, env_choice, env_float, env_int, env_str
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Sockets each hold a thread (flask-sock): threads bound concurrent chats + requests.
+    threads: int = 64
+    model_api_urls: tuple[str, ...] = ("http://127.0.0.1:8001",)
+    model_api_key: str = ""
+    default_model: str = ""
+    registration: str = "open"
+    site_origins: tuple[str, ...] = ("https://localhost:8443",)
+    cookie_secure: bool = True
+    session_days: int = 30
+    login_attempts: int = 10
+    login_window_seconds: int = 900
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_json_bytes: int = 1024 * 1024
+    ws_max_message_bytes: int = 256 * 1024
+    ws_ping_seconds: float = 25.0
+    upstream_connect_timeout: float = 5.0
+    upstream_read_timeout: float = 120.0
+    upstream_health_seconds: float = 5.0
+    extract_timeout_seconds: float = 30.0
+    extract_memory_mb: int = 1024
+    chunk_tokens: int = 400
+    log_level: str = "info"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "chatstack.db"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            data_dir=Path(env_str(env, "DATA_DIR", str(PROJECT_ROOT / "data"))),
+            host=env_str(env, "APP_HOST", "127.0.0.1"),
+            port=env_int(env, "APP_PORT", 8000, minimum=1, maximum=65535),
+            threads=env_int(env, "APP_THREADS", 64, minimum=4, maximum=4096),
+            model_api_urls=_url_list(env, "MODEL_API_URLS", "http://127.0.0.1:8001"),
+            model_api_key=env_str(env, "MODEL_API_KEY", ""),
+            default_model=env_str(env, "DEFAULT_MODEL", ""),
+            registration=env_choice(env, "REGISTRATION", "open", ("open", "closed")),
+            site_origins=_url_list(env, "SITE_ORIGINS", "https://localhost:8443"),
+            cookie_secure=env_bool(env, "COOKIE_SECURE", True),
+            session_days=env_int(env, "SESSION_DAYS", 30, minimum=1),
+            login_attempts=env_int(env, "LOGIN_ATTEMPTS", 10, minimum=1),
+            login_window_seconds=env_int(env, "LOGIN_WINDOW_SECONDS", 900, minimum=1),
+            max_upload_bytes=env_int(env, "MAX_UPLOAD_MB", 20, minimum=1) * 1024 * 1024,
+            ws_max_message_bytes=env_int(env, "WS_MAX_MESSAGE_KB", 256, minimum=1) * 1024,
+            ws_ping_seconds=env_float(env, "WS_PING_SECONDS", 25.0, minimum=1.0),
+            upstream_connect_timeout=env_float(env, "UPSTREAM_CONNECT_TIMEOUT", 5.0, minimum=0.1),
+            upstream_read_timeout=env_float(env, "UPSTREAM_READ_TIMEOUT", 120.0, minimum=1.0),
+            upstream_health_seconds=env_float(env, "UPSTREAM_HEALTH_SECONDS", 5.0, minimum=0.5),
+            extract_timeout_seconds=env_float(env, "EXTRACT_TIMEOUT_SECONDS", 30.0, minimum=1.0),
+            extract_memory_mb=env_int(env, "EXTRACT_MEMORY_MB", 1024, minimum=64),
+            chunk_tokens=env_int(env, "CHUNK_TOKENS", 400, minimum=50),
+            log_level=env_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+        )
+
+
+def _url_list(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    urls = tuple(u.strip().rstrip("/") for u in env_str(env, name, default).split(",") if u.strip())
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise SettingsError(f"{name} must list http(s) URLs separated by commas, got {url!r}")
+    return urls

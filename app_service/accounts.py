@@ -70,11 +70,15 @@ def session_user(token: str | None) -> sqlite3.Row | None:
     """The user a session cookie belongs to, if the session is live."""
     if not token:
         return None
-    return db().execute(
-        "SELECT users.* FROM sessions JOIN users ON users.id = sessions.user_id "
-        "WHERE sessions.token_hash = ? AND sessions.expires_at > ?",
-        (token_hash(token), now()),
-    ).fetchone()
+    return (
+        db()
+        .execute(
+            "SELECT users.* FROM sessions JOIN users ON users.id = sessions.user_id "
+            "WHERE sessions.token_hash = ? AND sessions.expires_at > ?",
+            (token_hash(token), now()),
+        )
+        .fetchone()
+    )
 
 
 def current_user() -> sqlite3.Row:
@@ -106,8 +110,13 @@ def start_session(response: Response, user_id: str) -> Response:
         (token_hash(token), user_id, now(), now() + lifetime),
     )
     response.set_cookie(
-        SESSION_COOKIE, token, max_age=lifetime, secure=settings().cookie_secure,
-        httponly=True, samesite="Strict", path="/",
+        SESSION_COOKIE,
+        token,
+        max_age=lifetime,
+        secure=settings().cookie_secure,
+        httponly=True,
+        samesite="Strict",
+        path="/",
     )
     return response
 
@@ -117,7 +126,10 @@ def end_session(response: Response) -> Response:
     if token:
         db().execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash(token),))
     response.delete_cookie(
-        SESSION_COOKIE, path="/", secure=settings().cookie_secure, httponly=True,
+        SESSION_COOKIE,
+        path="/",
+        secure=settings().cookie_secure,
+        httponly=True,
         samesite="Strict",
     )
     return response
@@ -134,14 +146,21 @@ def check_login_rate(username: str) -> None:
     since = now() - s.login_window_seconds
     keys = (f"user:{username.lower()}", f"addr:{client_address()}")
     for key in keys:
-        failures = db().execute(
-            "SELECT COUNT(*), MIN(at) FROM login_failures WHERE key = ? AND at > ?", (key, since)
-        ).fetchone()
+        failures = (
+            db()
+            .execute(
+                "SELECT COUNT(*), MIN(at) FROM login_failures WHERE key = ? AND at > ?",
+                (key, since),
+            )
+            .fetchone()
+        )
         if failures[0] >= s.login_attempts:
             retry = int(failures[1] + s.login_window_seconds - now()) + 1
             raise APIError(
-                429, "Too many failed login attempts. Try again later.",
-                code="too_many_login_attempts", headers={"Retry-After": str(max(retry, 1))},
+                429,
+                "Too many failed login attempts. Try again later.",
+                code="too_many_login_attempts",
+                headers={"Retry-After": str(max(retry, 1))},
             )
 
 
@@ -161,7 +180,9 @@ def register() -> Response:
     with transaction() as conn:
         has_users = conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
         if has_users and settings().registration == "closed":
-            raise APIError(403, "Registration is closed on this server.", code="registration_closed")
+            raise APIError(
+                403, "Registration is closed on this server.", code="registration_closed"
+            )
         if conn.execute("SELECT 1 FROM users WHERE username = ?", (creds.username,)).fetchone():
             raise APIError(409, "That username is taken.", param="username", code="username_taken")
         user_id = new_id("usr")
@@ -205,7 +226,9 @@ def change_password() -> Response:
     user = current_user()
     if not check_password_hash(user["password_hash"], change.current_password):
         raise APIError(
-            403, "The current password is wrong.", param="current_password",
+            403,
+            "The current password is wrong.",
+            param="current_password",
             code="invalid_credentials",
         )
     keep = token_hash(request.cookies.get(SESSION_COOKIE, ""))

@@ -36,7 +36,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     db.init_app(app)
     for blueprint in (
-        accounts.bp, api_keys.bp, conversations.bp, files.bp, passthrough.bp, ws_chat.bp
+        accounts.bp,
+        api_keys.bp,
+        conversations.bp,
+        files.bp,
+        passthrough.bp,
+        ws_chat.bp,
     ):
         app.register_blueprint(blueprint)
     ws_chat.init_app(app)

@@ -4,8 +4,12 @@ Run: gunicorn -c app_service/gunicorn.conf.py "app_service.app:create_app()"
 """
 
 from app_service.settings import Settings
+from chatstack.envsettings import SettingsError
 
-_settings = Settings.from_env()
+try:
+    _settings = Settings.from_env()
+except SettingsError as exc:  # one clear line instead of gunicorn's traceback
+    raise SystemExit(f"configuration error: {exc}") from None
 
 bind = f"{_settings.host}:{_settings.port}"
 # One process: SQLite and the upstream pool's in-flight counts live in it. Scale out by
@@ -21,3 +25,6 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level
+# gunicorn 27's control socket has one default path per user: several servers on one
+# machine (the model API and the app service) would fight over it. We do not use it.
+control_socket_disable = True

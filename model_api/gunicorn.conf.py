@@ -3,9 +3,13 @@
 Run: gunicorn -c model_api/gunicorn.conf.py "model_api.app:create_app()"
 """
 
+from chatstack.envsettings import SettingsError
 from model_api.settings import Settings
 
-_settings = Settings.from_env()
+try:
+    _settings = Settings.from_env()
+except SettingsError as exc:  # one clear line instead of gunicorn's traceback
+    raise SystemExit(f"configuration error: {exc}") from None
 
 bind = f"{_settings.host}:{_settings.port}"
 # One worker: the model lives once in memory; a second process would load it again.
@@ -21,3 +25,6 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level
+# gunicorn 27's control socket has one default path per user: several servers on one
+# machine (the model API and the app service) would fight over it. We do not use it.
+control_socket_disable = True

@@ -91,7 +91,13 @@ def pretrained_source(model_path: str) -> tuple[str, dict[str, str]]:
         return str(path.parent), {"gguf_file": path.name}
     if path.is_dir():
         return str(path), {}
-    if path.is_absolute() or model_path.startswith("."):
+    # A path whose folder exists here is a local path with a typo, not a hub id.
+    looks_local = (
+        path.is_absolute()
+        or model_path.startswith(".")
+        or (str(path.parent) != "." and path.parent.is_dir())
+    )
+    if looks_local:
         raise ModelLoadError(
             f"MODEL_PATH {model_path} does not exist; run `make install` to convert the "
             "embedded model, or point MODEL_PATH at a model folder, a .gguf file or a hub id"
@@ -114,7 +120,13 @@ def load_model(settings: Settings) -> LoadedModel:
         model.to(device)
         model.eval()
     config = model.config
-    max_len = settings.max_model_len or getattr(config, "max_position_embeddings", 2048)
+    trained_len = int(getattr(config, "max_position_embeddings", 2048))
+    max_len = settings.max_model_len or trained_len
+    if max_len > trained_len:
+        log.warning(
+            "MAX_MODEL_LEN %d exceeds the model's %d; using %d", max_len, trained_len, trained_len
+        )
+        max_len = trained_len
     return LoadedModel(
         tokenizer=tokenizer,
         model=model,

@@ -106,8 +106,10 @@ class ChatCompletionRequest(SamplingFields):
 
     def check_supported(self) -> None:
         super().check_supported()
-        if self.logprobs or self.top_logprobs is not None:
+        if self.logprobs:
             unsupported("logprobs", "logprobs are not supported")
+        if self.top_logprobs is not None:
+            unsupported("top_logprobs", "logprobs are not supported")
         for name in ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call"):
             if getattr(self, name) is not None:
                 unsupported(name, "tool and function calling are not supported")

@@ -46,7 +46,9 @@ def app_server(
     tmp_path_factory: pytest.TempPathFactory, model_api: RunningServer
 ) -> Iterator[RunningServer]:
     server = start_app_service(
-        tmp_path_factory.mktemp("app_service"), model_api.url, MODEL_API_KEY=API_KEY,
+        tmp_path_factory.mktemp("app_service"),
+        model_api.url,
+        MODEL_API_KEY=API_KEY,
         UPSTREAM_HEALTH_SECONDS="1",
     )
     try:

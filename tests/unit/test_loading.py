@@ -27,3 +27,10 @@ def test_model_path_forms(tmp_path):
         pretrained_source(str(tmp_path / "missing"))
     with pytest.raises(ModelLoadError, match="does not exist"):
         pretrained_source(str(tmp_path / "missing.gguf"))
+
+
+def test_a_relative_path_into_an_existing_folder_is_local_not_a_hub_id(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError, match="make install"):
+        pretrained_source("models/typo")

@@ -77,7 +77,7 @@ def test_invalid_fields_name_their_param(fields, param):
     [
         ({"n": 2}, "n"),
         ({"logprobs": True}, "logprobs"),
-        ({"top_logprobs": 2}, "logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
         ({"tool_choice": "auto"}, "tool_choice"),
         ({"functions": []}, "functions"),
         ({"response_format": {"type": "json_object"}}, "response_format"),

@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app_service.bodies import json_body
 from app_service.db import db, new_id, now, transaction
 from app_service.settings import Settings
 from chatstack.errors import APIError
@@ -176,7 +177,7 @@ def record_login_failure(username: str) -> None:
 
 @bp.post("/register")
 def register() -> Response:
-    creds = parse_body(request.get_data(), Credentials)
+    creds = parse_body(json_body(), Credentials)
     with transaction() as conn:
         has_users = conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
         if has_users and settings().registration == "closed":
@@ -199,7 +200,7 @@ def register() -> Response:
 
 @bp.post("/login")
 def login() -> Response:
-    creds = parse_body(request.get_data(), LoginRequest)
+    creds = parse_body(json_body(), LoginRequest)
     check_login_rate(creds.username)
     row = db().execute("SELECT * FROM users WHERE username = ?", (creds.username,)).fetchone()
     if row is None or not check_password_hash(row["password_hash"], creds.password):
@@ -222,7 +223,7 @@ def me() -> Response:
 @bp.post("/password")
 @login_required
 def change_password() -> Response:
-    change = parse_body(request.get_data(), PasswordChange)
+    change = parse_body(json_body(), PasswordChange)
     user = current_user()
     if not check_password_hash(user["password_hash"], change.current_password):
         raise APIError(

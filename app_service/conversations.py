@@ -1,11 +1,142 @@
-"""STUB — being written."""
+"""Conversation routes: create, list, rename and set up, fetch, delete, export."""
 
+from __future__ import annotations
+
+import json
+import re
 from pathlib import Path
+from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field
 
-bp = Blueprint("conversations", __name__)
+from app_service import conversation_store as store
+from app_service.accounts import current_user, login_required
+from app_service.bodies import json_body
+from app_service.db import connect, db, transaction
+from chatstack.errors import APIError
+from chatstack.validation import parse_body
+
+bp = Blueprint("conversations", __name__, url_prefix="/api/conversations")
+
+
+class ConversationFields(BaseModel):
+    """Title and per-conversation settings; on PATCH only the fields sent change."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    title: str | None = Field(None, min_length=1, max_length=200)
+    system_prompt: str | None = Field(None, max_length=20_000)
+    model: str | None = Field(None, max_length=200)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1, le=131_072)
 
 
 def recover_interrupted_messages(db_path: Path) -> int:
-    return 0
+    """At start-up: answers a previous process left mid-stream become `failed`."""
+    conn = connect(db_path)
+    try:
+        return store.recover_interrupted(conn)
+    finally:
+        conn.close()
+
+
+def conversation_with_messages(conversation_id: str) -> dict[str, Any]:
+    user = current_user()
+    conversation = store.get_conversation(db(), user["id"], conversation_id)
+    messages = store.messages_of(db(), conversation_id)
+    return {
+        **store.conversation_dict(conversation),
+        "messages": [store.message_dict(m) for m in messages],
+    }
+
+
+@bp.post("")
+@login_required
+def create() -> tuple[Response, int]:
+    fields = parse_body(json_body(), ConversationFields).model_dump(exclude_unset=True)
+    with transaction() as conn:
+        conversation_id = store.create_conversation(conn, current_user()["id"], fields)
+    return jsonify(conversation_with_messages(conversation_id)), 201
+
+
+@bp.get("")
+@login_required
+def list_all() -> Response:
+    query = request.args.get("q", "")[:200]
+    rows = store.list_conversations(db(), current_user()["id"], query)
+    return jsonify({"conversations": [store.conversation_dict(r) for r in rows]})
+
+
+@bp.get("/<conversation_id>")
+@login_required
+def fetch(conversation_id: str) -> Response:
+    return jsonify(conversation_with_messages(conversation_id))
+
+
+@bp.patch("/<conversation_id>")
+@login_required
+def update(conversation_id: str) -> Response:
+    fields = parse_body(json_body(), ConversationFields).model_dump(exclude_unset=True)
+    if fields.get("title", "") is None:
+        raise APIError(400, "title cannot be null", param="title")
+    with transaction() as conn:
+        store.update_conversation(conn, current_user()["id"], conversation_id, fields)
+    return jsonify(conversation_with_messages(conversation_id))
+
+
+@bp.delete("/<conversation_id>")
+@login_required
+def delete(conversation_id: str) -> Response:
+    with transaction() as conn:
+        store.delete_conversation(conn, current_user()["id"], conversation_id)
+    return Response(status=204)
+
+
+@bp.get("/<conversation_id>/export")
+@login_required
+def export(conversation_id: str) -> Response:
+    conversation = conversation_with_messages(conversation_id)
+    fmt = request.args.get("format", "md")
+    if fmt == "json":
+        body, mimetype, ext = (
+            json.dumps(conversation, indent=2, ensure_ascii=False),
+            "application/json",
+            "json",
+        )
+    elif fmt in ("md", "markdown"):
+        body, mimetype, ext = as_markdown(conversation), "text/markdown", "md"
+    else:
+        raise APIError(400, "format must be 'md' or 'json'", param="format")
+    response = Response(body, mimetype=mimetype)
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="{safe_filename(conversation["title"])}.{ext}"'
+    )
+    return response
+
+
+def safe_filename(title: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", title).strip("-")[:80] or "conversation"
+
+
+STATUS_NOTES = {"stopped": "*(stopped by the user)*", "failed": "*(failed: {error})*"}
+
+
+def as_markdown(conversation: dict[str, Any]) -> str:
+    """A readable transcript: title, settings, then each turn with its files and status."""
+    lines = [f"# {conversation['title']}", ""]
+    if conversation["system_prompt"]:
+        lines += ["> **System prompt:** " + conversation["system_prompt"].replace("\n", "\n> "), ""]
+    for message in conversation["messages"]:
+        speaker = "You" if message["role"] == "user" else "Assistant"
+        lines += [f"## {speaker}", "", message["content"] or "", ""]
+        if message["attachments"]:
+            names = ", ".join(a["name"] for a in message["attachments"])
+            lines += [f"*Attached: {names}*", ""]
+        if message["sources"]:
+            names = ", ".join(sorted({s["file_name"] for s in message["sources"]}))
+            lines += [f"*Sources: {names}*", ""]
+        note = STATUS_NOTES.get(message["status"])
+        if note:
+            lines += [note.format(error=message["error"] or "unknown error"), ""]
+    return "\n".join(lines).rstrip() + "\n"

@@ -63,7 +63,7 @@ MIGRATIONS: list[str] = [
         role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
         content TEXT NOT NULL,
         status TEXT NOT NULL CHECK (status IN ('complete', 'stopped', 'failed', 'streaming')),
-        file_ids TEXT NOT NULL DEFAULT '[]',
+        attachments TEXT NOT NULL DEFAULT '[]',
         sources TEXT NOT NULL DEFAULT '[]',
         usage TEXT,
         finish_reason TEXT,

@@ -38,6 +38,7 @@ class Settings:
     extract_timeout_seconds: float = 30.0
     extract_memory_mb: int = 1024
     chunk_tokens: int = 400
+    chat_max_tokens: int = 512
     log_level: str = "info"
 
     @property
@@ -74,6 +75,7 @@ class Settings:
             extract_timeout_seconds=env_float(env, "EXTRACT_TIMEOUT_SECONDS", 30.0, minimum=1.0),
             extract_memory_mb=env_int(env, "EXTRACT_MEMORY_MB", 1024, minimum=64),
             chunk_tokens=env_int(env, "CHUNK_TOKENS", 400, minimum=50),
+            chat_max_tokens=env_int(env, "CHAT_MAX_TOKENS", 512, minimum=1),
             log_level=env_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
         )
 

@@ -1,9 +1,180 @@
-"""STUB — being written."""
+"""The chat WebSocket (/ws): session-cookie auth, Origin check, JSON frames.
 
-from flask import Blueprint, Flask
+The socket's thread reads client frames; each chat turn streams on a thread of its own,
+so a `stop` frame is read while the answer is still arriving. Frames: docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any, Literal
+
+from flask import Blueprint, Flask, current_app, request
+from flask_sock import Sock
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app_service.accounts import current_user
+from app_service.chat import ChatTurn, TurnRequest
+from app_service.settings import Settings
+from chatstack.errors import APIError
+from chatstack.validation import param_path
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("ws_chat", __name__)
+sock = Sock()
+
+
+class TurnSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    model: str | None = Field(None, max_length=200)
+    system_prompt: str | None = Field(None, max_length=20_000)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1, le=131_072)
+
+
+class SendFrame(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["send"]
+    conversation_id: str = Field(max_length=100)
+    content: str = Field(min_length=1, max_length=100_000)
+    file_ids: list[str] = Field(default_factory=list, max_length=20)
+    settings: TurnSettings | None = None
+
+
+class RegenerateFrame(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["regenerate"]
+    conversation_id: str = Field(max_length=100)
+    settings: TurnSettings | None = None
+
+
+class ControlFrame(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["stop", "ping"]
+    conversation_id: str | None = None
+
+
+FRAMES: dict[str, type[BaseModel]] = {
+    "send": SendFrame,
+    "regenerate": RegenerateFrame,
+    "stop": ControlFrame,
+    "ping": ControlFrame,
+}
 
 
 def init_app(app: Flask) -> None:
-    pass
+    settings: Settings = app.extensions["chatstack_settings"]
+    app.config["SOCK_SERVER_OPTIONS"] = {
+        "ping_interval": settings.ws_ping_seconds,  # keeps proxies from closing idle sockets
+        "max_message_size": settings.ws_max_message_bytes,
+    }
+    sock.init_app(app)
+
+
+@bp.before_request
+def check_handshake() -> None:
+    """Before the upgrade: a page of another site may not open a socket as our user."""
+    settings: Settings = current_app.extensions["chatstack_settings"]
+    origin = request.headers.get("Origin", "").rstrip("/")
+    if origin not in settings.site_origins:
+        raise APIError(403, "This origin may not open the chat socket.", code="origin_not_allowed")
+    current_user()  # 401 without a live session
+
+
+def parse_frame(raw: str | bytes) -> BaseModel:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise APIError(400, "Frames must be JSON objects.", code="invalid_json") from None
+    if not isinstance(data, dict) or data.get("type") not in FRAMES:
+        raise APIError(
+            400,
+            f"Unknown frame type; use one of {', '.join(FRAMES)}.",
+            param="type",
+            code="invalid_frame",
+        )
+    try:
+        return FRAMES[data["type"]].model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        param = param_path(tuple(first["loc"]))
+        raise APIError(
+            400, f"Invalid value for '{param}': {first['msg']}", param=param, code="invalid_frame"
+        ) from None
+
+
+class ChatSocket:
+    """One browser tab's socket: at most one turn streams at a time."""
+
+    def __init__(self, ws: Any, settings: Settings, pool: Any, user_id: str) -> None:
+        self.ws = ws
+        self.settings = settings
+        self.pool = pool
+        self.user_id = user_id
+        self.send_lock = threading.Lock()
+        self.turn: ChatTurn | None = None
+        self.thread: threading.Thread | None = None
+
+    def send(self, frame: dict[str, Any]) -> None:
+        with self.send_lock:  # the turn's thread and this one both send
+            self.ws.send(json.dumps(frame, ensure_ascii=False))
+
+    def serve(self) -> None:
+        self.send({"type": "ready"})
+        try:
+            while True:
+                raw = self.ws.receive()
+                if raw is None:
+                    continue
+                try:
+                    self.handle(parse_frame(raw))
+                except APIError as exc:
+                    self.send(
+                        {
+                            "type": "error",
+                            "error": exc.message,
+                            "code": exc.code,
+                            "conversation_id": None,
+                            "message": None,
+                        }
+                    )
+        finally:
+            self.close()
+
+    def handle(self, frame: BaseModel) -> None:
+        if isinstance(frame, ControlFrame):
+            if frame.type == "ping":
+                self.send({"type": "pong"})
+            elif self.turn is not None:
+                self.turn.stop()
+            return
+        if self.thread is not None and self.thread.is_alive():
+            raise APIError(409, "An answer is still being generated; stop it first.", code="busy")
+        overrides = frame.settings.model_dump(exclude_none=True) if frame.settings else {}
+        if isinstance(frame, SendFrame):
+            request_ = TurnRequest(
+                "send", frame.conversation_id, frame.content, frame.file_ids, overrides
+            )
+        else:
+            request_ = TurnRequest("regenerate", frame.conversation_id, overrides=overrides)
+        self.turn = ChatTurn(self.settings, self.pool, self.user_id, request_, self.send)
+        self.thread = threading.Thread(target=self.turn.run, name="chat-turn", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        """The socket is gone: a streaming answer stops and is stored as `stopped`."""
+        if self.turn is not None:
+            self.turn.stop()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+
+
+@sock.route("/ws", bp=bp)
+def chat_socket(ws: Any) -> None:
+    settings = current_app.extensions["chatstack_settings"]
+    pool = current_app.extensions["chatstack_upstreams"]
+    ChatSocket(ws, settings, pool, current_user()["id"]).serve()

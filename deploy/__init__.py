@@ -1,0 +1,1 @@
+"""Running chatstack: the local stack runner, and (later) nginx and compose rendering."""

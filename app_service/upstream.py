@@ -1,6 +1,5 @@
 """The client for model APIs (ours, or any OpenAI-compatible engine: vLLM, TGI, llama.cpp).
 
-INTERFACE STUB — to be implemented. Contract:
 - One requests.Session, explicit (connect, read) timeouts from Settings.
 - MODEL_API_URLS lists one or more base URLs (without /v1). Each request goes to the
   healthy upstream that serves the requested model with the fewest requests in flight.
@@ -11,14 +10,28 @@ INTERFACE STUB — to be implemented. Contract:
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
 
 from app_service.settings import Settings
 from chatstack.errors import APIError
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE = "The model service is unavailable right now. Please try again in a moment."
+STOPPED = "The model service stopped while answering."
+TIMED_OUT = "The model service did not answer in time."
+# Health checks must not hang the checker for a whole generation's read timeout.
+HEALTH_READ_TIMEOUT = 10.0
 
 
 class UpstreamError(APIError):
@@ -26,36 +39,408 @@ class UpstreamError(APIError):
     OpenAI-shaped error (its status and body kept)."""
 
 
+@dataclass
+class Upstream:
+    """One model API as the pool sees it; mutated only under the pool's lock."""
+
+    url: str
+    healthy: bool = True  # optimistic until the first check: a failed connection corrects it
+    in_flight: int = 0
+    models: tuple[str, ...] | None = None  # None: unknown, so it may serve any model
+    error: str | None = None
+
+    def serves(self, model: str | None) -> bool:
+        return not model or self.models is None or model in self.models
+
+
 class UpstreamPool:
+    """Routes requests over the configured model APIs and keeps their health current."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.timeout = (settings.upstream_connect_timeout, settings.upstream_read_timeout)
+        self._upstreams = [Upstream(url.rstrip("/")) for url in settings.model_api_urls]
+        self._lock = threading.Lock()
+        self._turn = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.session = requests.Session()
+        # Upstreams live on the private network: proxies and .netrc from the environment
+        # must not reroute or slow down every call.
+        self.session.trust_env = False
+        adapter = HTTPAdapter(
+            pool_connections=max(len(self._upstreams), 1),
+            pool_maxsize=max(settings.threads, 10),
+            max_retries=0,
+        )
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        if settings.model_api_key:
+            self.session.headers["Authorization"] = f"Bearer {settings.model_api_key}"
+
+    # ---- health ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the background health checker (daemon thread)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._health_loop, name="upstream-health", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the health checker (tests; the thread is a daemon otherwise)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _health_loop(self) -> None:
+        while not self._stop.is_set():
+            self.check_health()
+            self._stop.wait(self.settings.upstream_health_seconds)
+
+    def check_health(self) -> None:
+        """One round: GET /health of every upstream; on 200 also learn its model ids."""
+        for upstream in list(self._upstreams):
+            healthy, models, error = self._probe(upstream.url)
+            with self._lock:
+                if healthy and not upstream.healthy:
+                    log.info("model API %s is healthy again", upstream.url)
+                elif not healthy and upstream.healthy:
+                    log.warning("model API %s is unhealthy: %s", upstream.url, error)
+                upstream.healthy = healthy
+                upstream.error = error
+                if healthy:
+                    upstream.models = models
+
+    def _probe(self, url: str) -> tuple[bool, tuple[str, ...] | None, str | None]:
+        timeout = (self.settings.upstream_connect_timeout, HEALTH_READ_TIMEOUT)
+        try:
+            reply = self.session.get(url + "/health", timeout=timeout)
+            reply.close()
+            if reply.status_code != 200:
+                return False, None, f"/health answered {reply.status_code}"
+        except requests.RequestException as exc:
+            return False, None, _describe(exc)
+        try:
+            listed = self.session.get(url + "/v1/models", timeout=timeout)
+            ids = tuple(m["id"] for m in listed.json()["data"]) if listed.ok else None
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            ids = None  # an engine without a usable model list may serve any model
+        return True, ids, None
+
+    def _mark_down(self, upstream: Upstream, exc: BaseException) -> None:
+        with self._lock:
+            if upstream.healthy:
+                log.warning("model API %s taken out: %s", upstream.url, _describe(exc))
+            upstream.healthy = False
+            upstream.error = _describe(exc)
 
     def status(self) -> list[dict[str, Any]]:
         """[{"url", "healthy", "in_flight", "models": [ids]}] for /api/health."""
-        return []
+        with self._lock:
+            return [
+                {
+                    "url": u.url,
+                    "healthy": u.healthy,
+                    "in_flight": u.in_flight,
+                    "models": list(u.models) if u.models is not None else None,
+                    "error": u.error,
+                }
+                for u in self._upstreams
+            ]
 
-    def models(self) -> dict[str, Any]:
-        """OpenAI model list: the union of healthy upstreams' /v1/models."""
-        raise NotImplementedError
+    # ---- routing -----------------------------------------------------------------------
 
-    def tokenize(self, body: dict[str, Any]) -> dict[str, Any]:
-        """POST /tokenize ({"model", "messages"|"prompt"}) → {"count", "max_model_len", ...}.
-        Raises UpstreamError (e.g. 404 from an engine without /tokenize)."""
-        raise NotImplementedError
+    def _acquire(self, model: str | None, exclude: set[str]) -> Upstream:
+        """The healthy upstream for `model` with the fewest requests in flight, counted."""
+        with self._lock:
+            healthy = [u for u in self._upstreams if u.healthy and u.url not in exclude]
+            if not healthy:
+                raise UpstreamError(503, UNAVAILABLE, code="model_service_unavailable")
+            candidates = [u for u in healthy if u.serves(model)]
+            if not candidates:
+                served = sorted({m for u in healthy for m in (u.models or ())})
+                raise UpstreamError(
+                    404,
+                    f"The model '{model}' does not exist. Available: {', '.join(served)}.",
+                    param="model",
+                    code="model_not_found",
+                )
+            # Ties rotate, so idle upstreams share the load instead of the first taking all.
+            self._turn += 1
+            n = len(self._upstreams)
+            order = {u.url: (i - self._turn) % n for i, u in enumerate(self._upstreams)}
+            chosen = min(candidates, key=lambda u: (u.in_flight, order[u.url]))
+            chosen.in_flight += 1
+            return chosen
+
+    def _release(self, upstream: Upstream) -> None:
+        with self._lock:
+            upstream.in_flight -= 1
+
+    @contextmanager
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        *,
+        model: str | None,
+        stream: bool,
+    ) -> Iterator[tuple[Upstream, requests.Response]]:
+        data = None
+        if body is not None:
+            try:
+                data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
+            except ValueError:
+                raise APIError(
+                    400,
+                    "The request holds NaN or Infinity, which JSON does not allow.",
+                    code="invalid_json",
+                ) from None
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        tried: set[str] = set()
+        while True:
+            upstream = self._acquire(model, tried)
+            try:
+                reply = self.session.request(
+                    method,
+                    upstream.url + path,
+                    data=data,
+                    headers=headers,
+                    stream=stream,
+                    timeout=self.timeout,
+                )
+                break
+            except requests.RequestException as exc:
+                self._release(upstream)
+                self._mark_down(upstream, exc)
+                if _never_reached(exc):
+                    tried.add(upstream.url)  # nothing was sent: safe to try another one
+                    continue
+                raise error_for_exception(exc) from exc
+        try:
+            yield upstream, reply
+        finally:
+            reply.close()
+            self._release(upstream)
 
     @contextmanager
     def open(self, path: str, body: dict[str, Any], *, stream: bool) -> Iterator[requests.Response]:
         """POST body to path ("/v1/chat/completions") on the chosen upstream; yield the raw
         response (any status). Counts as in flight until the block exits, and closes the
         response on exit, which closes an upstream stream."""
-        raise NotImplementedError
-        yield
+        model = body.get("model") if isinstance(body.get("model"), str) else None
+        with self._request("POST", path, body, model=model, stream=stream) as (_, reply):
+            yield reply
+
+    # ---- operations --------------------------------------------------------------------
+
+    def models(self) -> dict[str, Any]:
+        """OpenAI model list: the union of healthy upstreams' /v1/models."""
+        with self._lock:
+            urls = [u.url for u in self._upstreams if u.healthy]
+        if not urls:
+            raise UpstreamError(503, UNAVAILABLE, code="model_service_unavailable")
+        merged: dict[str, dict[str, Any]] = {}
+        failure: UpstreamError | None = None
+        for url in urls:
+            upstream = next(u for u in self._upstreams if u.url == url)
+            try:
+                with self._lease(upstream):
+                    reply = self.session.get(url + "/v1/models", timeout=self.timeout)
+                if reply.status_code != 200:
+                    raise error_from_response(reply)
+                data = reply.json().get("data", [])
+            except requests.RequestException as exc:
+                self._mark_down(upstream, exc)
+                failure = error_for_exception(exc)
+                continue
+            except UpstreamError as exc:
+                failure = exc
+                continue
+            except (ValueError, AttributeError):
+                failure = UpstreamError(502, "The model service sent an unreadable model list.")
+                continue
+            for entry in data:
+                if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                    merged.setdefault(entry["id"], entry)
+            with self._lock:
+                upstream.models = tuple(m["id"] for m in data if isinstance(m, dict) and "id" in m)
+        if not merged and failure is not None:
+            raise failure
+        return {"object": "list", "data": list(merged.values())}
+
+    @contextmanager
+    def _lease(self, upstream: Upstream) -> Iterator[None]:
+        with self._lock:
+            upstream.in_flight += 1
+        try:
+            yield
+        finally:
+            self._release(upstream)
+
+    def tokenize(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /tokenize ({"model", "messages"|"prompt"}) → {"count", "max_model_len", ...}.
+        Raises UpstreamError (e.g. 404 from an engine without /tokenize)."""
+        with self.open("/tokenize", body, stream=False) as reply:
+            if reply.status_code != 200:
+                raise error_from_response(reply)
+            try:
+                return reply.json()
+            except ValueError:
+                raise UpstreamError(502, "The model service sent an unreadable answer.") from None
 
     def stream_chat(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Stream /v1/chat/completions (body gets stream=True, include_usage): yield each
         parsed chunk dict; raise UpstreamError on connect failure, non-200, an error frame
         or a read timeout. Closing the generator closes the upstream connection."""
-        raise NotImplementedError
+        options = body.get("stream_options") or {}
+        body = {**body, "stream": True, "stream_options": {**options, "include_usage": True}}
+        model = body.get("model") if isinstance(body.get("model"), str) else None
+        with self._request("POST", "/v1/chat/completions", body, model=model, stream=True) as (
+            upstream,
+            reply,
+        ):
+            if reply.status_code != 200:
+                raise error_from_response(reply)
+            try:
+                for line in reply.iter_lines():
+                    data = _sse_data(line)
+                    if data is None:
+                        continue
+                    if data == b"[DONE]":
+                        return
+                    try:
+                        chunk = json.loads(data)
+                    except ValueError:
+                        raise UpstreamError(
+                            502, "The model service sent an unreadable event.", code="bad_upstream"
+                        ) from None
+                    if isinstance(chunk, dict) and "error" in chunk:
+                        raise error_from_frame(chunk)
+                    yield chunk
+            except requests.RequestException as exc:
+                self._mark_down(upstream, exc)
+                raise error_for_exception(exc, mid_stream=True) from exc
+            raise UpstreamError(502, STOPPED, code="upstream_stream_ended")
+
+
+# ---- reading and errors -------------------------------------------------------------------
+
+
+def iter_raw(reply: requests.Response) -> Iterator[bytes]:
+    """The body's bytes as they arrive (each read returns what the socket holds), so an
+    SSE stream can be forwarded unbuffered. Failures become UpstreamError."""
+    try:
+        while True:
+            data = reply.raw.read1(64 * 1024, decode_content=True)
+            if not data:
+                return
+            yield data
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+            raise UpstreamError(504, TIMED_OUT, code="upstream_timeout") from exc
+        raise UpstreamError(502, STOPPED, code="upstream_disconnected") from exc
+
+
+def error_from_response(reply: requests.Response) -> UpstreamError:
+    """An upstream's non-200 as our error: its OpenAI body kept, anything else a 502."""
+    status = reply.status_code
+    try:
+        body = reply.json()
+    except ValueError:
+        body = None
+    if status in (401, 403):
+        # Our shared key was refused: the caller's own key is fine, so never pass a 401 on.
+        log.error("model API refused MODEL_API_KEY (%s)", status)
+        return UpstreamError(
+            502,
+            "The app service could not authenticate to the model service.",
+            code="upstream_auth_failed",
+        )
+    fields = _error_fields(body)
+    if fields is None or status < 400:
+        return UpstreamError(
+            502,
+            f"The model service answered with an unexpected status {status}.",
+            code="bad_upstream",
+        )
+    message, error_type, param, code = fields
+    return UpstreamError(status, message, param=param, code=code, error_type=error_type)
+
+
+def error_from_frame(frame: dict[str, Any]) -> UpstreamError:
+    """An `{"error": …}` event inside a stream: no HTTP status travels with it."""
+    fields = _error_fields(frame) or ("The model service failed while answering.", None, None, None)
+    message, error_type, param, code = fields
+    status = code if isinstance(code, int) and 400 <= code <= 599 else 502
+    return UpstreamError(
+        status,
+        message,
+        param=param,
+        code=None if isinstance(code, int) else code,
+        error_type=error_type,
+    )
+
+
+def error_for_exception(exc: BaseException, *, mid_stream: bool = False) -> UpstreamError:
+    """A requests failure as our error: timeouts 504, lost connections 502/503."""
+    if _is_read_timeout(exc):
+        return UpstreamError(504, TIMED_OUT, code="upstream_timeout")
+    if mid_stream:
+        return UpstreamError(502, STOPPED, code="upstream_disconnected")
+    if _never_reached(exc):
+        return UpstreamError(503, UNAVAILABLE, code="model_service_unavailable")
+    return UpstreamError(502, STOPPED, code="upstream_disconnected")
+
+
+def _error_fields(body: Any) -> tuple[str, str | None, str | None, Any] | None:
+    """(message, type, param, code) from OpenAI's shape, vLLM's flat one or TGI's string."""
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"], error.get("type"), error.get("param"), error.get("code")
+    if isinstance(error, str):
+        return error, body.get("error_type"), None, None
+    if isinstance(body.get("message"), str):
+        return body["message"], body.get("type"), body.get("param"), body.get("code")
+    return None
+
+
+def _sse_data(line: bytes) -> bytes | None:
+    if not line.startswith(b"data:"):
+        return None  # blank separators, `: keep-alive` comments, event:/id: fields
+    return line[5:].strip()
+
+
+def _never_reached(exc: BaseException) -> bool:
+    """True when the request was never sent: retrying elsewhere cannot run it twice."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return isinstance(reason, urllib3.exceptions.NewConnectionError)
+    return False
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    if isinstance(exc, requests.ReadTimeout):
+        return True
+    # requests reports a read timeout inside a streamed body as a ConnectionError.
+    inner = exc.args[0] if isinstance(exc, requests.ConnectionError) and exc.args else None
+    return isinstance(inner, urllib3.exceptions.ReadTimeoutError)
+
+
+def _describe(exc: BaseException) -> str:
+    if _is_read_timeout(exc):
+        return "read timed out"
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connect timed out"
+    if _never_reached(exc):
+        return "connection refused or unreachable"
+    return type(exc).__name__

@@ -1,5 +1,172 @@
-"""STUB — to be implemented."""
+"""Uploads: `POST/GET /api/files`, `GET/DELETE /api/files/<id>`.
 
-from flask import Blueprint
+An upload is checked (name, size, type by extension and content), stored under a generated
+id in `uploads_dir`, its text extracted in a sandboxed child (extraction.py), chunked
+(chunking.py) and indexed in FTS5 in the same transaction as its row. See docs/uploads.md.
+"""
 
-bp = Blueprint("files", __name__)
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sqlite3
+from pathlib import Path
+from typing import IO, Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.datastructures import FileStorage
+
+from app_service.accounts import current_user, login_required
+from app_service.chunking import chunk_text
+from app_service.db import db, new_id, now, transaction
+from app_service.extraction import check_content, extract_text, kind_for_name, sanitize_name
+from app_service.settings import Settings
+from chatstack.errors import APIError
+
+bp = Blueprint("files", __name__, url_prefix="/api/files")
+
+FILE_ID = re.compile(r"^file_[0-9a-f]{32}$")
+COPY_BLOCK = 1024 * 1024
+METADATA = "id, name, kind, size, created_at, chunk_count, length(text) AS chars"
+
+
+def settings() -> Settings:
+    return current_app.extensions["chatstack_settings"]
+
+
+def file_json(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "kind": row["kind"],
+        "size": row["size"],
+        "created_at": row["created_at"],
+        "chunk_count": row["chunk_count"],
+        "chars": row["chars"],
+    }
+
+
+# ---- storing an upload ---------------------------------------------------------------------
+
+
+def save_limited(stream: IO[bytes], dest: Path, limit: int) -> tuple[int, str]:
+    """Copy `stream` to `dest`; return (size, sha256). Over `limit` bytes → 413."""
+    digest = hashlib.sha256()
+    size = 0
+    with dest.open("xb") as out:
+        while block := stream.read(COPY_BLOCK):
+            size += len(block)
+            if size > limit:
+                raise APIError(
+                    413,
+                    f"The file is larger than the upload limit of {limit // (1024 * 1024)} MiB "
+                    f"({limit} bytes).",
+                    param="file",
+                    code="file_too_large",
+                )
+            digest.update(block)
+            out.write(block)
+    return size, digest.hexdigest()
+
+
+def store_upload(user_id: str, upload: FileStorage) -> str:
+    """Check, store, extract, chunk and index one upload; return its new id."""
+    s = settings()
+    name = sanitize_name(upload.filename)
+    kind = kind_for_name(name)
+    file_id = new_id("file")
+    part = s.uploads_dir / f"{file_id}.part"
+    final = s.uploads_dir / file_id
+    try:
+        size, sha256 = save_limited(upload.stream, part, s.max_upload_bytes)
+        check_content(part, kind)
+        text = extract_text(
+            part,
+            kind,
+            timeout=s.extract_timeout_seconds,
+            memory_mb=s.extract_memory_mb,
+            # No real document has more text than the largest upload has bytes.
+            max_chars=s.max_upload_bytes,
+        )
+        chunks = chunk_text(text, s.chunk_tokens)
+        os.replace(part, final)
+        try:
+            with transaction() as conn:
+                conn.execute(
+                    "INSERT INTO files (id, user_id, name, kind, size, sha256, text, chunk_count,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (file_id, user_id, name, kind, size, sha256, text, len(chunks), now()),
+                )
+                conn.executemany(
+                    "INSERT INTO chunks (text, file_id, ordinal) VALUES (?, ?, ?)",
+                    ((chunk, file_id, ordinal) for ordinal, chunk in enumerate(chunks)),
+                )
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+    finally:
+        part.unlink(missing_ok=True)
+    return file_id
+
+
+def owned_file(conn: sqlite3.Connection, user_id: str, file_id: str) -> sqlite3.Row:
+    """The user's file's metadata; a missing id and another user's id are the same 404."""
+    row = None
+    if FILE_ID.match(file_id):
+        row = conn.execute(
+            f"SELECT {METADATA} FROM files WHERE id = ? AND user_id = ?", (file_id, user_id)
+        ).fetchone()
+    if row is None:
+        raise APIError(404, f"No such file: '{file_id}'.", code="file_not_found")
+    return row
+
+
+# ---- routes --------------------------------------------------------------------------------
+
+
+@bp.post("")
+@login_required
+def upload_file() -> tuple[Response, int, dict[str, str]]:
+    upload = request.files.get("file")
+    if upload is None:
+        raise APIError(
+            400,
+            "Missing required parameter: 'file' (a multipart/form-data file field).",
+            param="file",
+            code="missing_required_parameter",
+        )
+    file_id = store_upload(current_user()["id"], upload)
+    row = owned_file(db(), current_user()["id"], file_id)
+    return jsonify(file_json(row)), 201, {"Location": f"/api/files/{file_id}"}
+
+
+@bp.get("")
+@login_required
+def list_files() -> Response:
+    rows = (
+        db()
+        .execute(
+            f"SELECT {METADATA} FROM files WHERE user_id = ? ORDER BY created_at DESC, rowid DESC",
+            (current_user()["id"],),
+        )
+        .fetchall()
+    )
+    return jsonify({"object": "list", "data": [file_json(row) for row in rows]})
+
+
+@bp.get("/<file_id>")
+@login_required
+def get_file(file_id: str) -> Response:
+    return jsonify(file_json(owned_file(db(), current_user()["id"], file_id)))
+
+
+@bp.delete("/<file_id>")
+@login_required
+def delete_file(file_id: str) -> Response:
+    with transaction() as conn:
+        owned_file(conn, current_user()["id"], file_id)
+        conn.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
+        conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
+    (settings().uploads_dir / file_id).unlink(missing_ok=True)
+    return Response(status=204)

@@ -1,5 +1,138 @@
-"""STUB — to be implemented."""
+"""OpenAI-compatible pass-through (/v1/models, /v1/chat/completions, /v1/completions).
 
-from flask import Blueprint
+Authenticated by a user's API key; the body goes to the model API unchanged (it validates
+OpenAI's fields, and its errors come back in their own shape); streams are forwarded byte
+for byte as they arrive, and a client that leaves closes the upstream stream.
+"""
 
-bp = Blueprint("passthrough", __name__)
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from app_service.api_keys import user_for_api_key
+from app_service.upstream import (
+    STOPPED,
+    UpstreamError,
+    UpstreamPool,
+    error_from_response,
+    iter_raw,
+)
+from chatstack.errors import APIError
+from chatstack.sse import DONE, SSE_HEADERS, SSE_MIMETYPE, sse_data
+
+bp = Blueprint("passthrough", __name__, url_prefix="/v1")
+
+
+def pool() -> UpstreamPool:
+    return current_app.extensions["chatstack_upstreams"]
+
+
+@bp.before_request
+def authenticate() -> None:
+    g.api_user = user_for_api_key(request.headers.get("Authorization"))
+
+
+@bp.get("/models")
+def list_models() -> Response:
+    return jsonify(pool().models())
+
+
+@bp.post("/chat/completions")
+def chat_completions() -> Response:
+    return forward("/v1/chat/completions", read_body())
+
+
+@bp.post("/completions")
+def completions() -> Response:
+    return forward("/v1/completions", read_body())
+
+
+def read_body() -> dict[str, Any]:
+    """The JSON object sent, checked only as far as routing needs: a string `model`."""
+    limit = current_app.extensions["chatstack_settings"].max_json_bytes
+    if (request.content_length or 0) > limit:
+        raise too_large(limit)
+    raw = request.get_data(cache=False)
+    if len(raw) > limit:
+        raise too_large(limit)
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise APIError(
+            400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
+        ) from None
+    if not isinstance(body, dict):
+        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
+    if "model" not in body:
+        raise APIError(
+            400,
+            "Missing required parameter: 'model'.",
+            param="model",
+            code="missing_required_parameter",
+        )
+    if not isinstance(body["model"], str):
+        raise APIError(
+            400, "Invalid value for 'model': must be a string.", param="model", code="invalid_type"
+        )
+    return body
+
+
+def forward(path: str, body: dict[str, Any]) -> Response:
+    """Send the body upstream; answer with its JSON, or relay its SSE stream unbuffered."""
+    if body.get("stream") is not True:
+        with pool().open(path, body, stream=False) as reply:
+            if reply.status_code != 200:
+                raise error_from_response(reply)
+            return Response(
+                reply.content,
+                status=200,
+                content_type=reply.headers.get("Content-Type", "application/json"),
+            )
+    upstream = ExitStack()
+    reply = upstream.enter_context(pool().open(path, body, stream=True))
+    if reply.status_code != 200:
+        with upstream:
+            raise error_from_response(reply)
+    response = Response(relay(reply, upstream), mimetype=SSE_MIMETYPE, headers=SSE_HEADERS)
+    # A response closed before its first chunk never runs the generator's `finally`.
+    response.call_on_close(upstream.close)
+    return response
+
+
+def relay(reply: Any, upstream: ExitStack) -> Iterator[bytes]:
+    """The upstream's SSE bytes as they come; a broken stream ends with one error event
+    and [DONE], like the model API's own. Closing this closes the upstream response."""
+    tail = b""
+    try:
+        try:
+            for data in iter_raw(reply):
+                tail = (tail + data)[-32:]
+                yield data
+        except UpstreamError as exc:
+            yield _closing_events(tail, exc)
+            return
+        if not tail.rstrip().endswith(b"data: [DONE]"):
+            yield _closing_events(tail, UpstreamError(502, STOPPED, code="upstream_stream_ended"))
+    finally:
+        upstream.close()
+
+
+def _closing_events(tail: bytes, error: APIError) -> bytes:
+    # An event cut off mid-line must not swallow the error event.
+    separator = b"" if not tail or tail.endswith(b"\n\n") else b"\n\n"
+    return separator + (sse_data(error.body()) + DONE).encode()
+
+
+def too_large(limit: int) -> APIError:
+    return APIError(
+        413, f"The request body is larger than {limit} bytes.", code="request_too_large"
+    )
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")

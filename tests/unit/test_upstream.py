@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -26,6 +27,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *_args: object) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.fake.connections.append(self.connection)
 
     def do_GET(self) -> None:
         self._dispatch({})
@@ -93,6 +98,7 @@ class FakeUpstream:
 
     def __init__(self, models: tuple[str, ...] | None = ("m",)) -> None:
         self.seen: list[tuple[str, dict, dict]] = []
+        self.connections: list[socket.socket] = []
         self.health_status = 200
         self.models = models
         self.stream_closed = threading.Event()
@@ -143,8 +149,12 @@ class FakeUpstream:
         return [body for path, _h, body in self.seen if path == "/v1/chat/completions"]
 
     def stop(self) -> None:
+        """Stop listening and drop kept-alive connections too, like a process that died."""
         self.server.shutdown()
         self.server.server_close()
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.fixture

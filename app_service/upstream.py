@@ -157,11 +157,14 @@ class UpstreamPool:
     def _acquire(self, model: str | None, exclude: set[str]) -> Upstream:
         """The healthy upstream for `model` with the fewest requests in flight, counted."""
         with self._lock:
-            healthy = [u for u in self._upstreams if u.healthy and u.url not in exclude]
-            if not healthy:
-                raise UpstreamError(503, UNAVAILABLE, code="model_service_unavailable")
-            candidates = [u for u in healthy if u.serves(model)]
+            # Down upstreams keep the models they last listed: their model is "unavailable",
+            # not "does not exist".
+            serving = [u for u in self._upstreams if u.serves(model)]
+            candidates = [u for u in serving if u.healthy and u.url not in exclude]
             if not candidates:
+                healthy = [u for u in self._upstreams if u.healthy]
+                if serving or not healthy:
+                    raise UpstreamError(503, UNAVAILABLE, code="model_service_unavailable")
                 served = sorted({m for u in healthy for m in (u.models or ())})
                 raise UpstreamError(
                     404,

@@ -233,6 +233,19 @@ def test_requests_go_to_the_upstream_serving_the_model(fakes) -> None:
     assert "alpha, beta" in err.value.message
 
 
+def test_a_model_whose_upstream_is_down_is_unavailable_not_missing(fakes) -> None:
+    a, b = make_fake(fakes, models=("alpha",)), make_fake(fakes, models=("beta",))
+    pool = make_pool(a.url, b.url)
+    pool.check_health()
+    a.stop()
+    for _ in range(2):  # first the failed connection takes it out, then it is known down
+        with pytest.raises(UpstreamError) as err:
+            list(pool.stream_chat({**CHAT, "model": "alpha"}))
+        assert err.value.status == 503
+    assert [u["healthy"] for u in pool.status()] == [False, True]
+    assert len(list(pool.stream_chat({**CHAT, "model": "beta"}))) == 2
+
+
 def test_an_upstream_without_a_model_list_may_serve_any_model(fakes) -> None:
     listed, unlisted = make_fake(fakes, models=("alpha",)), make_fake(fakes, models=None)
     pool = make_pool(listed.url, unlisted.url)

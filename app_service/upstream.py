@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -297,10 +299,19 @@ class UpstreamPool:
             except ValueError:
                 raise UpstreamError(502, "The model service sent an unreadable answer.") from None
 
-    def stream_chat(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def stream_chat(
+        self,
+        body: dict[str, Any],
+        *,
+        on_open: Callable[[Callable[[], None]], None] | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """Stream /v1/chat/completions (body gets stream=True, include_usage): yield each
         parsed chunk dict; raise UpstreamError on connect failure, non-200, an error frame
-        or a read timeout. Closing the generator closes the upstream connection."""
+        or a read timeout. Closing the generator closes the upstream connection.
+
+        `on_open(abort)` is called once the upstream answered; `abort()` may be called from
+        any thread (a stop button) and ends the stream at once, even while it waits for a
+        token: the generator then returns without an error."""
         options = body.get("stream_options") or {}
         body = {**body, "stream": True, "stream_options": {**options, "include_usage": True}}
         model = body.get("model") if isinstance(body.get("model"), str) else None
@@ -308,28 +319,69 @@ class UpstreamPool:
             upstream,
             reply,
         ):
-            if reply.status_code != 200:
-                raise error_from_response(reply)
+            abort = StreamAbort(reply)
             try:
-                for line in reply.iter_lines():
-                    data = _sse_data(line)
-                    if data is None:
-                        continue
-                    if data == b"[DONE]":
-                        return
-                    try:
-                        chunk = json.loads(data)
-                    except ValueError:
-                        raise UpstreamError(
-                            502, "The model service sent an unreadable event.", code="bad_upstream"
-                        ) from None
-                    if isinstance(chunk, dict) and "error" in chunk:
-                        raise error_from_frame(chunk)
-                    yield chunk
-            except requests.RequestException as exc:
-                self._mark_down(upstream, exc)
-                raise error_for_exception(exc, mid_stream=True) from exc
+                if on_open is not None:
+                    on_open(abort)
+                if reply.status_code != 200:
+                    raise error_from_response(reply)
+                yield from self._chunks(upstream, reply, abort)
+            finally:
+                abort.disarm()
+
+    def _chunks(
+        self, upstream: Upstream, reply: requests.Response, abort: StreamAbort
+    ) -> Iterator[dict[str, Any]]:
+        try:
+            for line in reply.iter_lines():
+                data = _sse_data(line)
+                if data is None:
+                    continue
+                if data == b"[DONE]":
+                    return
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    raise UpstreamError(
+                        502, "The model service sent an unreadable event.", code="bad_upstream"
+                    ) from None
+                if isinstance(chunk, dict) and "error" in chunk:
+                    raise error_from_frame(chunk)
+                yield chunk
+        except requests.RequestException as exc:
+            if abort.requested:
+                return
+            self._mark_down(upstream, exc)
+            raise error_for_exception(exc, mid_stream=True) from exc
+        if not abort.requested:
             raise UpstreamError(502, STOPPED, code="upstream_stream_ended")
+
+
+class StreamAbort:
+    """Ends one upstream stream from another thread. Shutting the socket down wakes a read
+    blocked on it (closing it would not); once the stream is over it does nothing, so a
+    late call can never touch a connection that went back to the pool."""
+
+    def __init__(self, reply: requests.Response) -> None:
+        self._reply = reply
+        self._lock = threading.Lock()
+        self._armed = True
+        self.requested = False
+
+    def __call__(self) -> None:
+        with self._lock:
+            if not self._armed or self.requested:
+                return
+            self.requested = True
+            connection = getattr(self._reply.raw, "connection", None)
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._armed = False
 
 
 # ---- reading and errors -------------------------------------------------------------------

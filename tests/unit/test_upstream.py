@@ -516,6 +516,55 @@ def test_closing_the_stream_closes_the_upstream_connection(fakes) -> None:
     assert fake.stream_closed.wait(5), "the upstream kept streaming to nobody"
 
 
+def test_abort_from_another_thread_ends_a_stream_waiting_for_tokens(fakes) -> None:
+    fake = make_fake(fakes)
+    gate = threading.Event()
+
+    def stalls(handler: Handler, _body: dict) -> None:
+        handler.start_chunked()
+        handler.chunk(sse(chunk_for("a")))
+        gate.wait(10)  # a model busy elsewhere: nothing to read for a long time
+
+    fake.routes["/v1/chat/completions"] = stalls
+    pool = make_pool(fake.url, upstream_read_timeout=30)
+    aborts: list[Callable[[], None]] = []
+    received: list[dict] = []
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            received.extend(pool.stream_chat(CHAT, on_open=aborts.append))
+        except BaseException as exc:
+            errors.append(exc)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    deadline = time.monotonic() + 5
+    while not received:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.2)  # the consumer is now blocked reading
+    started = time.monotonic()
+    aborts[0]()
+    consumer.join(5)
+    gate.set()
+    assert not consumer.is_alive(), "abort did not wake the blocked read"
+    assert time.monotonic() - started < 1
+    assert errors == [] and len(received) == 1
+    assert pool.status()[0]["healthy"] is True  # a stop is not an upstream failure
+    assert pool.status()[0]["in_flight"] == 0
+
+
+def test_a_late_abort_does_nothing(fakes) -> None:
+    fake = make_fake(fakes)
+    pool = make_pool(fake.url)
+    aborts: list[Callable[[], None]] = []
+    assert len(list(pool.stream_chat(CHAT, on_open=aborts.append))) == 2
+    aborts[0]()
+    assert len(list(pool.stream_chat(CHAT))) == 2
+    assert pool.tokenize({"model": "m", "prompt": "x"})["count"] == 3
+
+
 def test_open_yields_any_status_and_iter_raw_relays_bytes_as_they_come(fakes) -> None:
     fake = make_fake(fakes)
     gate = threading.Event()

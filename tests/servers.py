@@ -30,7 +30,12 @@ class RunningServer:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            args, cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT
+            args,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: kill() takes the workers too
         )
 
     def wait_healthy(self, path: str = "/health", timeout: float = 120) -> None:
@@ -51,8 +56,8 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")[-5000:]
 
     def kill(self) -> None:
-        """Die at once, as a crashed process does."""
-        self.proc.kill()
+        """Die at once, workers and all, as a crashed machine or container does."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self._log.close()
 
@@ -62,7 +67,7 @@ class RunningServer:
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         if not self._log.closed:
             self._log.close()

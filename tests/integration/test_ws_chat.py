@@ -10,6 +10,7 @@ import simple_websocket
 
 from tests.integration.chat_client import ChatClient, new_conversation
 from tests.servers import RunningServer
+from tests.upload_samples import make_docx, make_pdf
 
 LONG_ANSWER = "Count from 1 to 300, separated by commas."
 
@@ -188,3 +189,80 @@ def test_oversized_frame_closes_the_socket(app_server, new_user) -> None:
     chat.ws.send("x" * (300 * 1024))  # over WS_MAX_MESSAGE_KB
     with pytest.raises(simple_websocket.ConnectionClosed):
         chat.recv(timeout=10)
+
+
+def upload(app_url: str, session: requests.Session, name: str, data: bytes) -> dict:
+    reply = session.post(app_url + "/api/files", files={"file": (name, data)})
+    assert reply.status_code == 201, reply.text
+    return reply.json()
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("trip.pdf", lambda text: make_pdf([text])),
+        ("trip.docx", lambda text: make_docx([text])),
+    ],
+)
+def test_an_answer_uses_an_uploaded_file(app_server, new_user, name, make) -> None:
+    user = new_user()
+    fact = "The meeting with Zorblax Industries is in Reykjavik on Tuesday."
+    uploaded = upload(app_server.url, user, name, make(fact))
+    cid = new_conversation(app_server.url, user)
+    chat = ChatClient(app_server.url, user)
+    chat.send(
+        type="send",
+        conversation_id=cid,
+        content="Where is the Zorblax meeting?",
+        file_ids=[uploaded["id"]],
+        settings={"temperature": 0, "max_tokens": 32},
+    )
+    sent = chat.until("user_message")[0]
+    assert sent["message"]["attachments"] == [{"id": uploaded["id"], "name": name}]
+    done, _ = chat.until("done")
+    assert done["sources"] == [{"file_id": uploaded["id"], "file_name": name, "ordinal": None}]
+    assert "Reykjavik" in done["message"]["content"]
+    # A follow-up without attaching it again still has the file in context.
+    chat.send(
+        type="send",
+        conversation_id=cid,
+        content="On which day is it?",
+        settings={"temperature": 0, "max_tokens": 16},
+    )
+    follow_up, _ = chat.until("done")
+    assert [s["file_id"] for s in follow_up["sources"]] == [uploaded["id"]]
+    chat.close()
+
+
+def test_a_big_file_is_searched_for_the_chunks_that_answer(app_server, new_user) -> None:
+    user = new_user()
+    filler = "\n\n".join(
+        f"Section {i}. The warehouse inventory lists crates of ordinary goods, number {i}."
+        for i in range(400)
+    )
+    text = filler + "\n\nThe launch code for Project Nightingale is AMBER-7731.\n\n" + filler
+    uploaded = upload(app_server.url, user, "inventory.txt", text.encode())
+    cid = new_conversation(app_server.url, user)
+    chat = ChatClient(app_server.url, user)
+    chat.send(
+        type="send",
+        conversation_id=cid,
+        content="What is the launch code for Project Nightingale?",
+        file_ids=[uploaded["id"]],
+        settings={"temperature": 0, "max_tokens": 24},
+    )
+    done, _ = chat.until("done")
+    assert done["sources"], "no chunk of the file was used"
+    assert all(s["ordinal"] is not None for s in done["sources"])  # chunks, not whole
+    assert "AMBER-7731" in done["message"]["content"]
+    chat.close()
+
+
+def test_attaching_another_users_file_is_refused(app_server, new_user) -> None:
+    owner, other = new_user(), new_user()
+    uploaded = upload(app_server.url, owner, "secret.txt", b"owner's secret")
+    cid = new_conversation(app_server.url, other)
+    chat = ChatClient(app_server.url, other)
+    chat.send(type="send", conversation_id=cid, content="Read it", file_ids=[uploaded["id"]])
+    assert chat.until("error")[0]["code"] == "file_not_found"
+    chat.close()

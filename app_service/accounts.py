@@ -141,13 +141,25 @@ def client_address() -> str:
     return request.headers.get("X-Real-IP") or request.remote_addr or "unknown"
 
 
+# Many people may share one address (an office behind NAT): the address gets more tries
+# than one account does, so a guesser cannot lock a whole office out.
+ADDRESS_ALLOWANCE = 5
+
+
+def login_limits(username: str) -> list[tuple[str, int]]:
+    attempts = settings().login_attempts
+    return [
+        (f"user:{username.lower()}", attempts),
+        (f"addr:{client_address()}", attempts * ADDRESS_ALLOWANCE),
+    ]
+
+
 def check_login_rate(username: str) -> None:
     """Too many failed logins for this name or from this address → 429."""
-    s = settings()
-    since = now() - s.login_window_seconds
-    keys = (f"user:{username.lower()}", f"addr:{client_address()}")
-    for key in keys:
-        failures = (
+    window = settings().login_window_seconds
+    since = now() - window
+    for key, limit in login_limits(username):
+        count, oldest = (
             db()
             .execute(
                 "SELECT COUNT(*), MIN(at) FROM login_failures WHERE key = ? AND at > ?",
@@ -155,20 +167,20 @@ def check_login_rate(username: str) -> None:
             )
             .fetchone()
         )
-        if failures[0] >= s.login_attempts:
-            retry = int(failures[1] + s.login_window_seconds - now()) + 1
+        if count >= limit:
+            retry = max(int(oldest + window - now()) + 1, 1)
             raise APIError(
                 429,
                 "Too many failed login attempts. Try again later.",
                 code="too_many_login_attempts",
-                headers={"Retry-After": str(max(retry, 1))},
+                headers={"Retry-After": str(retry)},
             )
 
 
 def record_login_failure(username: str) -> None:
     with transaction() as conn:
         conn.execute("DELETE FROM login_failures WHERE at < ?", (now() - 86400,))
-        for key in (f"user:{username.lower()}", f"addr:{client_address()}"):
+        for key, _limit in login_limits(username):
             conn.execute("INSERT INTO login_failures (key, at) VALUES (?, ?)", (key, now()))
 
 

@@ -60,6 +60,9 @@ class ChatTurn:
         self.request = request
         self.send = send
         self.stopped = threading.Event()
+        # Set before the last frame goes out, so a client that answers that frame at once
+        # (a next message, regenerate) never finds this turn still "busy".
+        self.finished = threading.Event()
         self._abort_upstream: Callable[[], None] | None = None
         self._lock = threading.Lock()
 
@@ -81,12 +84,12 @@ class ChatTurn:
         try:
             self._run(conn)
         except APIError as exc:
-            self._send_quietly(error_frame(self.request.conversation_id, exc.message, exc.code))
+            self._send_last(error_frame(self.request.conversation_id, exc.message, exc.code))
         except ClientGone:
             pass
         except Exception:
             log.exception("chat turn failed")
-            self._send_quietly(
+            self._send_last(
                 error_frame(
                     self.request.conversation_id,
                     "Something went wrong on the server.",
@@ -94,6 +97,7 @@ class ChatTurn:
                 )
             )
         finally:
+            self.finished.set()
             conn.close()
 
     # ---- the turn ---------------------------------------------------------------------
@@ -308,7 +312,7 @@ class ChatTurn:
                 "finish_reason": message["finish_reason"],
                 "sources": sources,
             }
-        self._send_quietly(frame)
+        self._send_last(frame)
 
     # ---- sending ----------------------------------------------------------------------
 
@@ -319,7 +323,9 @@ class ChatTurn:
             self.stopped.set()
             raise ClientGone() from exc
 
-    def _send_quietly(self, frame: dict[str, Any]) -> None:
+    def _send_last(self, frame: dict[str, Any]) -> None:
+        """The turn's final frame; the socket may already be gone, which is fine."""
+        self.finished.set()
         try:
             self.send(frame)
         except Exception:

@@ -152,7 +152,7 @@ class ChatSocket:
             elif self.turn is not None:
                 self.turn.stop()
             return
-        if self.thread is not None and self.thread.is_alive():
+        if self.turn is not None and not self.turn.finished.is_set():
             raise APIError(409, "An answer is still being generated; stop it first.", code="busy")
         overrides = frame.settings.model_dump(exclude_none=True) if frame.settings else {}
         if isinstance(frame, SendFrame):

@@ -15,13 +15,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app_service.api_keys import user_for_api_key
-from app_service.upstream import (
-    STOPPED,
-    UpstreamError,
-    UpstreamPool,
-    error_from_response,
-    iter_raw,
-)
+from app_service.upstream import UpstreamPool
+from app_service.upstream_wire import STOPPED, UpstreamError, error_from_response, iter_raw
 from chatstack.errors import APIError
 from chatstack.sse import DONE, SSE_HEADERS, SSE_MIMETYPE, sse_data
 

@@ -21,24 +21,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from app_service.settings import Settings
+from app_service.upstream_wire import (
+    STOPPED,
+    UNAVAILABLE,
+    UpstreamError,
+    data_field,
+    describe,
+    error_for_exception,
+    error_from_frame,
+    error_from_response,
+    never_reached,
+)
 from chatstack.errors import APIError
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE = "The model service is unavailable right now. Please try again in a moment."
-STOPPED = "The model service stopped while answering."
-TIMED_OUT = "The model service did not answer in time."
 # Health checks must not hang the checker for a whole generation's read timeout.
 HEALTH_READ_TIMEOUT = 10.0
-
-
-class UpstreamError(APIError):
-    """The model API could not answer: unreachable (502/503), timed out (504), or its own
-    OpenAI-shaped error (its status and body kept)."""
 
 
 @dataclass
@@ -125,7 +127,7 @@ class UpstreamPool:
             if reply.status_code != 200:
                 return False, None, f"/health answered {reply.status_code}"
         except requests.RequestException as exc:
-            return False, None, _describe(exc)
+            return False, None, describe(exc)
         try:
             listed = self.session.get(url + "/v1/models", timeout=timeout)
             ids = tuple(m["id"] for m in listed.json()["data"]) if listed.ok else None
@@ -136,9 +138,9 @@ class UpstreamPool:
     def _mark_down(self, upstream: Upstream, exc: BaseException) -> None:
         with self._lock:
             if upstream.healthy:
-                log.warning("model API %s taken out: %s", upstream.url, _describe(exc))
+                log.warning("model API %s taken out: %s", upstream.url, describe(exc))
             upstream.healthy = False
-            upstream.error = _describe(exc)
+            upstream.error = describe(exc)
 
     def status(self) -> list[dict[str, Any]]:
         """[{"url", "healthy", "in_flight", "models": [ids]}] for /api/health."""
@@ -223,7 +225,7 @@ class UpstreamPool:
             except requests.RequestException as exc:
                 self._release(upstream)
                 self._mark_down(upstream, exc)
-                if _never_reached(exc):
+                if never_reached(exc):
                     tried.add(upstream.url)  # nothing was sent: safe to try another one
                     continue
                 raise error_for_exception(exc) from exc
@@ -334,7 +336,7 @@ class UpstreamPool:
     ) -> Iterator[dict[str, Any]]:
         try:
             for line in reply.iter_lines():
-                data = _sse_data(line)
+                data = data_field(line)
                 if data is None:
                     continue
                 if data == b"[DONE]":
@@ -382,120 +384,3 @@ class StreamAbort:
     def disarm(self) -> None:
         with self._lock:
             self._armed = False
-
-
-# ---- reading and errors -------------------------------------------------------------------
-
-
-def iter_raw(reply: requests.Response) -> Iterator[bytes]:
-    """The body's bytes as they arrive (each read returns what the socket holds), so an
-    SSE stream can be forwarded unbuffered. Failures become UpstreamError."""
-    try:
-        while True:
-            data = reply.raw.read1(64 * 1024, decode_content=True)
-            if not data:
-                return
-            yield data
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
-            raise UpstreamError(504, TIMED_OUT, code="upstream_timeout") from exc
-        raise UpstreamError(502, STOPPED, code="upstream_disconnected") from exc
-
-
-def error_from_response(reply: requests.Response) -> UpstreamError:
-    """An upstream's non-200 as our error: its OpenAI body kept, anything else a 502."""
-    status = reply.status_code
-    try:
-        body = reply.json()
-    except ValueError:
-        body = None
-    if status in (401, 403):
-        # Our shared key was refused: the caller's own key is fine, so never pass a 401 on.
-        log.error("model API refused MODEL_API_KEY (%s)", status)
-        return UpstreamError(
-            502,
-            "The app service could not authenticate to the model service.",
-            code="upstream_auth_failed",
-        )
-    fields = _error_fields(body)
-    if fields is None or status < 400:
-        return UpstreamError(
-            502,
-            f"The model service answered with an unexpected status {status}.",
-            code="bad_upstream",
-        )
-    message, error_type, param, code = fields
-    return UpstreamError(status, message, param=param, code=code, error_type=error_type)
-
-
-def error_from_frame(frame: dict[str, Any]) -> UpstreamError:
-    """An `{"error": …}` event inside a stream: no HTTP status travels with it."""
-    fields = _error_fields(frame) or ("The model service failed while answering.", None, None, None)
-    message, error_type, param, code = fields
-    status = code if isinstance(code, int) and 400 <= code <= 599 else 502
-    return UpstreamError(
-        status,
-        message,
-        param=param,
-        code=None if isinstance(code, int) else code,
-        error_type=error_type,
-    )
-
-
-def error_for_exception(exc: BaseException, *, mid_stream: bool = False) -> UpstreamError:
-    """A requests failure as our error: timeouts 504, lost connections 502/503."""
-    if _is_read_timeout(exc):
-        return UpstreamError(504, TIMED_OUT, code="upstream_timeout")
-    if mid_stream:
-        return UpstreamError(502, STOPPED, code="upstream_disconnected")
-    if _never_reached(exc):
-        return UpstreamError(503, UNAVAILABLE, code="model_service_unavailable")
-    return UpstreamError(502, STOPPED, code="upstream_disconnected")
-
-
-def _error_fields(body: Any) -> tuple[str, str | None, str | None, Any] | None:
-    """(message, type, param, code) from OpenAI's shape, vLLM's flat one or TGI's string."""
-    if not isinstance(body, dict):
-        return None
-    error = body.get("error")
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"], error.get("type"), error.get("param"), error.get("code")
-    if isinstance(error, str):
-        return error, body.get("error_type"), None, None
-    if isinstance(body.get("message"), str):
-        return body["message"], body.get("type"), body.get("param"), body.get("code")
-    return None
-
-
-def _sse_data(line: bytes) -> bytes | None:
-    if not line.startswith(b"data:"):
-        return None  # blank separators, `: keep-alive` comments, event:/id: fields
-    return line[5:].strip()
-
-
-def _never_reached(exc: BaseException) -> bool:
-    """True when the request was never sent: retrying elsewhere cannot run it twice."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.ConnectionError):
-        reason = getattr(exc.args[0], "reason", None) if exc.args else None
-        return isinstance(reason, urllib3.exceptions.NewConnectionError)
-    return False
-
-
-def _is_read_timeout(exc: BaseException) -> bool:
-    if isinstance(exc, requests.ReadTimeout):
-        return True
-    # requests reports a read timeout inside a streamed body as a ConnectionError.
-    inner = exc.args[0] if isinstance(exc, requests.ConnectionError) and exc.args else None
-    return isinstance(inner, urllib3.exceptions.ReadTimeoutError)
-
-
-def _describe(exc: BaseException) -> str:
-    if _is_read_timeout(exc):
-        return "read timed out"
-    if isinstance(exc, requests.ConnectTimeout):
-        return "connect timed out"
-    if _never_reached(exc):
-        return "connection refused or unreachable"
-    return type(exc).__name__

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from app_service.settings import Settings
-from app_service.upstream import UpstreamError, UpstreamPool, iter_raw
+from app_service.upstream import UpstreamPool
+from app_service.upstream_wire import UpstreamError, iter_raw
 from chatstack.errors import APIError
 from tests.servers import free_port
 

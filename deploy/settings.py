@@ -1,0 +1,63 @@
+"""Settings of the web tier (nginx, TLS) and of the local runner, from the environment.
+
+The same variables render the nginx config for `make run` and for the compose `web`
+service; only the upstream addresses and paths differ between the two.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatstack.envsettings import env_int, env_str
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    server_name: str = "localhost"
+    https_port: int = 8443
+    http_port: int = 8080
+    # Where nginx listens; compose binds 0.0.0.0 inside the container.
+    listen_address: str = "127.0.0.1"
+    tls_cert: Path = PROJECT_ROOT / "deploy" / "certs" / "server.pem"
+    tls_key: Path = PROJECT_ROOT / "deploy" / "certs" / "server-key.pem"
+    certs_dir: Path = PROJECT_ROOT / "deploy" / "certs"
+    web_root: Path = PROJECT_ROOT / "web" / "dist"
+    # host:port of the app service as nginx reaches it.
+    app_upstream: str = "127.0.0.1:8000"
+    max_upload_mb: int = 20
+    # nginx's prefix for the local stack: its config, pid, logs and temp folders.
+    run_dir: Path = PROJECT_ROOT / "deploy" / "run"
+    login_rate_per_minute: int = 10
+    chat_rate_per_minute: int = 60
+
+    @property
+    def site_origin(self) -> str:
+        port = "" if self.https_port == 443 else f":{self.https_port}"
+        return f"https://{self.server_name}{port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DeploySettings:
+        env = os.environ if env is None else env
+        certs_dir = Path(env_str(env, "CERTS_DIR", str(cls.certs_dir)))
+        app_host = env_str(env, "APP_HOST", "127.0.0.1")
+        app_port = env_int(env, "APP_PORT", 8000, minimum=1, maximum=65535)
+        return cls(
+            server_name=env_str(env, "SERVER_NAME", "localhost"),
+            https_port=env_int(env, "HTTPS_PORT", 8443, minimum=1, maximum=65535),
+            http_port=env_int(env, "HTTP_PORT", 8080, minimum=1, maximum=65535),
+            listen_address=env_str(env, "LISTEN_ADDRESS", "127.0.0.1"),
+            tls_cert=Path(env_str(env, "TLS_CERT", str(certs_dir / "server.pem"))),
+            tls_key=Path(env_str(env, "TLS_KEY", str(certs_dir / "server-key.pem"))),
+            certs_dir=certs_dir,
+            web_root=Path(env_str(env, "WEB_ROOT", str(cls.web_root))),
+            app_upstream=env_str(env, "APP_UPSTREAM", f"{app_host}:{app_port}"),
+            max_upload_mb=env_int(env, "MAX_UPLOAD_MB", 20, minimum=1),
+            run_dir=Path(env_str(env, "NGINX_RUN_DIR", str(cls.run_dir))),
+            login_rate_per_minute=env_int(env, "LOGIN_RATE_PER_MINUTE", 10, minimum=1),
+            chat_rate_per_minute=env_int(env, "CHAT_RATE_PER_MINUTE", 60, minimum=1),
+        )

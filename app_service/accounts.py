@@ -218,6 +218,12 @@ def login() -> Response:
     if row is None or not check_password_hash(row["password_hash"], creds.password):
         record_login_failure(creds.username)
         raise APIError(401, "Wrong username or password.", code="invalid_credentials")
+    with transaction() as conn:
+        # The owner got in: earlier guesses at this account no longer count against them.
+        conn.execute(
+            "DELETE FROM login_failures WHERE key = ?", (login_limits(row["username"])[0][0],)
+        )
+        conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now(),))
     return start_session(jsonify({"user": public_user(row)}), row["id"])
 
 

@@ -11,10 +11,11 @@ import secrets
 import sqlite3
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
 from app_service.accounts import current_user, login_required
+from app_service.bodies import json_body
 from app_service.db import db, new_id, now, transaction
 from chatstack.errors import APIError
 from chatstack.validation import parse_body
@@ -100,7 +101,7 @@ def user_for_api_key(authorization: str | None) -> sqlite3.Row:
 @bp.post("")
 @login_required
 def create_key() -> tuple[Response, int]:
-    spec = parse_body(request.get_data(), KeyCreate)
+    spec = parse_body(json_body(), KeyCreate)
     user = current_user()
     key = new_key()
     key_id = new_id("key")

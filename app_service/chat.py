@@ -299,7 +299,17 @@ class ChatTurn:
             error=outcome.get("error"),
         )
         store.touch_conversation(conn, self.request.conversation_id)
-        message = store.message_dict(store.get_message(conn, answer_id))
+        row = store.get_message(conn, answer_id)
+        if row is None:  # the conversation was deleted while the answer streamed
+            self._send_last(
+                error_frame(
+                    self.request.conversation_id,
+                    "The conversation was deleted.",
+                    "conversation_not_found",
+                )
+            )
+            return
+        message = store.message_dict(row)
         if outcome["status"] == "failed":
             frame = error_frame(self.request.conversation_id, outcome["error"], "upstream_failed")
             frame["message"] = message

@@ -80,6 +80,9 @@ def update(conversation_id: str) -> Response:
     fields = parse_body(json_body(), ConversationFields).model_dump(exclude_unset=True)
     if fields.get("title", "") is None:
         raise APIError(400, "title cannot be null", param="title")
+    for name in ("system_prompt", "model"):  # null means "none": stored as empty text
+        if name in fields and fields[name] is None:
+            fields[name] = ""
     with transaction() as conn:
         store.update_conversation(conn, current_user()["id"], conversation_id, fields)
     return jsonify(conversation_with_messages(conversation_id))

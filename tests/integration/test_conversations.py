@@ -55,6 +55,9 @@ def test_settings_are_validated_and_kept(app_server) -> None:
         assert error.status_code == 400
         assert error.json()["error"]["param"] == param
     assert user.get(f"{base}/{cid}").json()["temperature"] == 0.3
+    cleared = user.patch(f"{base}/{cid}", json={"system_prompt": None, "model": None})
+    assert cleared.status_code == 200
+    assert (cleared.json()["system_prompt"], cleared.json()["model"]) == ("", "")
 
 
 def test_another_user_gets_404_for_everything(app_server) -> None:

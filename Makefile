@@ -45,6 +45,11 @@ run: install system-deps
 test: install system-deps
 	$(PY) -m pytest
 
+## doctor: check the stack layer by layer (GPU, CUDA, PyTorch, model, services, nginx, TLS)
+.PHONY: doctor
+doctor: install
+	$(PY) -m deploy.doctor
+
 test-unit: install
 	$(PY) -m pytest tests/unit
 

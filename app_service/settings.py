@@ -61,7 +61,7 @@ class Settings:
             model_api_key=env_str(env, "MODEL_API_KEY", ""),
             default_model=env_str(env, "DEFAULT_MODEL", ""),
             registration=env_choice(env, "REGISTRATION", "open", ("open", "closed")),
-            site_origins=_url_list(env, "SITE_ORIGINS", "https://localhost:8443"),
+            site_origins=_url_list(env, "SITE_ORIGINS", _default_origin(env)),
             cookie_secure=env_bool(env, "COOKIE_SECURE", True),
             session_days=env_int(env, "SESSION_DAYS", 30, minimum=1),
             login_attempts=env_int(env, "LOGIN_ATTEMPTS", 10, minimum=1),
@@ -78,6 +78,13 @@ class Settings:
             chat_max_tokens=env_int(env, "CHAT_MAX_TOKENS", 512, minimum=1),
             log_level=env_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
         )
+
+
+def _default_origin(env: Mapping[str, str]) -> str:
+    """The site as nginx serves it (SERVER_NAME, HTTPS_PORT): browsers send it as Origin."""
+    host = env_str(env, "SERVER_NAME", "localhost")
+    port = env_int(env, "HTTPS_PORT", 8443, minimum=1, maximum=65535)
+    return f"https://{host}" if port == 443 else f"https://{host}:{port}"
 
 
 def _url_list(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:

@@ -49,3 +49,11 @@ def test_passwords_are_stored_hashed(tmp_path):
     )
     assert PASSWORD not in stored
     assert stored.startswith(("scrypt:", "pbkdf2:"))
+
+
+def test_site_origin_follows_the_server_name_and_port():
+    assert Settings.from_env({}).site_origins == ("https://localhost:8443",)
+    env = {"SERVER_NAME": "chat.example.com", "HTTPS_PORT": "443"}
+    assert Settings.from_env(env).site_origins == ("https://chat.example.com",)
+    both = {"SITE_ORIGINS": "https://a.example, https://b.example:8443/"}
+    assert Settings.from_env(both).site_origins == ("https://a.example", "https://b.example:8443")

@@ -1,0 +1,180 @@
+"""The local CA and server certificate: names, chain, permissions, idempotence, renewal."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import ipaddress
+import ssl
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from deploy import certs
+from deploy.certs import CertificateError, certificate_expiry, ensure_certs, main
+from deploy.settings import DeploySettings
+
+FILES = ("ca.pem", "ca-key.pem", "server.pem", "server-key.pem")
+
+
+def managed(certs_dir: Path, server_name: str = "chat.example.com") -> DeploySettings:
+    return DeploySettings(
+        server_name=server_name,
+        certs_dir=certs_dir,
+        tls_cert=certs_dir / "server.pem",
+        tls_key=certs_dir / "server-key.pem",
+    )
+
+
+def load_chain(path: Path) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(path.read_bytes())
+
+
+def contents(certs_dir: Path) -> dict[str, bytes]:
+    return {name: (certs_dir / name).read_bytes() for name in FILES}
+
+
+def test_makes_a_ca_and_a_server_certificate_for_every_name(tmp_path: Path) -> None:
+    settings = managed(tmp_path / "certs")
+    assert ensure_certs(settings) == settings.tls_cert
+    server, ca = load_chain(settings.tls_cert)  # the chain nginx sends: leaf, then the CA
+    assert ca == load_chain(tmp_path / "certs" / "ca.pem")[0]
+    server.verify_directly_issued_by(ca)
+    san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["chat.example.com", "localhost"]
+    assert san.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("::1"),
+    ]
+    eku = server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.SERVER_AUTH in eku
+    assert not server.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    # Under the 398/825-day ceilings browsers and Apple platforms enforce.
+    lifetime = server.not_valid_after_utc - server.not_valid_before_utc
+    assert dt.timedelta(days=300) < lifetime <= dt.timedelta(days=398)
+
+
+def test_a_tls_client_trusting_the_ca_accepts_the_certificate(tmp_path: Path) -> None:
+    settings = managed(tmp_path / "certs")
+    ensure_certs(settings)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(settings.tls_cert, settings.tls_key)  # key matches the cert
+    client_side = ssl.create_default_context(cafile=str(tmp_path / "certs" / "ca.pem"))
+    for name in ("chat.example.com", "localhost", "127.0.0.1", "::1"):
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        client = client_side.wrap_bio(incoming, outgoing, server_hostname=name)
+        server = server_side.wrap_bio(s_in, s_out, server_side=True)
+        for _ in range(10):
+            for side in (client, server):
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    side.do_handshake()
+            s_in.write(outgoing.read())
+            incoming.write(s_out.read())
+        assert client.version() is not None, name  # handshake finished, name verified
+
+
+def test_keys_are_private_and_certificates_readable(tmp_path: Path) -> None:
+    certs_dir = tmp_path / "certs"
+    ensure_certs(managed(certs_dir))
+    for name in FILES:
+        mode = stat.S_IMODE((certs_dir / name).stat().st_mode)
+        assert mode == (0o600 if name.endswith("key.pem") else 0o644), (name, oct(mode))
+
+
+def test_existing_certificates_are_kept(tmp_path: Path) -> None:
+    settings = managed(tmp_path / "certs")
+    ensure_certs(settings)
+    before = contents(settings.certs_dir)
+    ensure_certs(settings)
+    assert contents(settings.certs_dir) == before
+
+
+def test_force_makes_everything_anew(tmp_path: Path) -> None:
+    settings = managed(tmp_path / "certs")
+    ensure_certs(settings)
+    before = contents(settings.certs_dir)
+    ensure_certs(settings, force=True)
+    after = contents(settings.certs_dir)
+    assert all(before[name] != after[name] for name in FILES)
+
+
+def test_a_server_certificate_near_expiry_is_renewed_by_the_same_ca(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = managed(tmp_path / "certs")
+    ensure_certs(settings)
+    before = contents(settings.certs_dir)
+    old_expiry = certificate_expiry(settings.tls_cert)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=380)  # 17 days left
+    monkeypatch.setattr(certs, "_now", lambda: later)
+    ensure_certs(settings)
+    after = contents(settings.certs_dir)
+    assert after["ca.pem"] == before["ca.pem"]
+    assert after["server.pem"] != before["server.pem"]
+    assert certificate_expiry(settings.tls_cert) > old_expiry
+
+
+def test_a_new_server_name_gets_a_new_certificate(tmp_path: Path) -> None:
+    settings = managed(tmp_path / "certs")
+    ensure_certs(settings)
+    before = contents(settings.certs_dir)
+    ensure_certs(dataclasses.replace(settings, server_name="other.example.com"))
+    after = contents(settings.certs_dir)
+    assert after["ca.pem"] == before["ca.pem"]
+    server = load_chain(settings.tls_cert)[0]
+    san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "other.example.com" in san.get_values_for_type(x509.DNSName)
+
+
+def test_a_replaced_ca_reissues_the_server_certificate(tmp_path: Path) -> None:
+    settings = managed(tmp_path / "certs")
+    ensure_certs(settings)
+    (settings.certs_dir / "ca-key.pem").unlink()
+    ensure_certs(settings)
+    server = load_chain(settings.tls_cert)[0]
+    server.verify_directly_issued_by(load_chain(settings.certs_dir / "ca.pem")[0])
+
+
+def test_operator_files_are_used_as_they_are(tmp_path: Path) -> None:
+    live = tmp_path / "letsencrypt" / "live" / "chat.example.com"
+    live.mkdir(parents=True)
+    ensure_certs(managed(tmp_path / "made"))
+    (live / "fullchain.pem").write_bytes((tmp_path / "made" / "server.pem").read_bytes())
+    (live / "privkey.pem").write_bytes((tmp_path / "made" / "server-key.pem").read_bytes())
+    settings = dataclasses.replace(
+        managed(tmp_path / "certs"),
+        tls_cert=live / "fullchain.pem",
+        tls_key=live / "privkey.pem",
+    )
+    assert ensure_certs(settings) == live / "fullchain.pem"
+    assert not (tmp_path / "certs").exists()
+    (live / "privkey.pem").unlink()
+    with pytest.raises(CertificateError, match="TLS_KEY"):
+        ensure_certs(settings)
+
+
+def test_certificate_expiry_is_the_leaf_expiry(tmp_path: Path) -> None:
+    settings = managed(tmp_path / "certs")
+    ensure_certs(settings)
+    expiry = certificate_expiry(settings.tls_cert)
+    assert expiry.tzinfo is not None
+    assert expiry == load_chain(settings.tls_cert)[0].not_valid_after_utc
+    assert expiry < certificate_expiry(settings.certs_dir / "ca.pem")
+
+
+def test_main_makes_certificates_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CERTS_DIR", str(tmp_path / "certs"))
+    monkeypatch.setenv("SERVER_NAME", "chat.example.net")
+    for name in ("TLS_CERT", "TLS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert main([]) == 0
+    assert "chat.example.net" in capsys.readouterr().out
+    assert all((tmp_path / "certs" / name).is_file() for name in FILES)

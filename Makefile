@@ -41,6 +41,11 @@ system-deps:
 run: install system-deps
 	@exec $(PY) -m deploy.run_local
 
+## certs: a local CA and a server certificate in deploy/certs/ (kept until near expiry)
+.PHONY: certs
+certs: install
+	@$(LOAD_ENV); $(PY) -m deploy.certs
+
 ## test: every test, against the real model and real servers on loopback
 test: install system-deps
 	$(PY) -m pytest

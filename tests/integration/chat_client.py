@@ -40,10 +40,20 @@ class ChatClient:
             seen.append(frame)
 
     def close(self) -> None:
-        self.ws.close()
+        close_websocket(self.ws)
 
 
 def new_conversation(app_url: str, session: requests.Session, **fields: Any) -> str:
     reply = session.post(app_url + "/api/conversations", json=fields)
     assert reply.status_code == 201, reply.text
     return reply.json()["id"]
+
+
+def close_websocket(ws: simple_websocket.Client) -> None:
+    """Close and let the reader thread close the socket. Client.close() closes it under the
+    thread's pending recv(), which can then read the first bytes of the next socket given
+    the same descriptor (the next TLS handshake fails with WRONG_VERSION_NUMBER)."""
+    simple_websocket.ws.Base.close(ws)  # the close frame; the server answers and hangs up
+    ws.thread.join(timeout=10)
+    if ws.thread.is_alive():
+        ws.sock.close()

@@ -87,11 +87,9 @@ def test_doctor_sees_a_stopped_stack_fast(tmp_path: Path) -> None:
 def nginx_stack(tmp_path: Path, app_server: RunningServer) -> Iterator[dict[str, str]]:
     """nginx with certificates from `make certs`' code in front of the app service; yields
     the environment that describes it."""
-    nginx_server = pytest.importorskip("tests.integration.nginx_server")
-    if not nginx_server.nginx_available():
-        pytest.skip("nginx is not installed")
     from deploy.certs import ensure_certs
     from deploy.settings import DeploySettings
+    from tests.integration import nginx_server  # `make test` installs nginx
 
     web_root = nginx_server.world_readable_dir("chatstack-doctor-web-")
     run_dir = nginx_server.world_readable_dir("chatstack-doctor-nginx-")

@@ -26,16 +26,14 @@ import simple_websocket
 
 from deploy.certs import ensure_certs
 from deploy.settings import DeploySettings
+from tests.integration.chat_client import close_websocket
 from tests.integration.conftest import API_KEY, MODEL, PASSWORD
 from tests.integration.nginx_server import (
     RunningNginx,
-    nginx_available,
     start_nginx,
     world_readable_dir,
 )
 from tests.servers import RunningServer, free_port, start_app_service
-
-pytestmark = pytest.mark.skipif(not nginx_available(), reason="nginx is not installed")
 
 NPM_CLIENT = Path(__file__).parent / "npm_client"
 INDEX_HTML = "<!doctype html><title>chatstack</title><div id=root></div>"
@@ -301,16 +299,6 @@ def test_first_sse_chunk_arrives_long_before_the_answer_ends(stack: Stack) -> No
     assert first < 0.3 * done, (first, done)
 
 
-def close_websocket(ws: simple_websocket.Client) -> None:
-    """Close and let the reader thread close the socket. Client.close() closes it under the
-    thread's pending recv(), which can then read the first bytes of the next socket given
-    the same descriptor (the next TLS handshake fails with WRONG_VERSION_NUMBER)."""
-    simple_websocket.ws.Base.close(ws)  # the close frame; the server answers and hangs up
-    ws.thread.join(timeout=10)
-    if ws.thread.is_alive():
-        ws.sock.close()
-
-
 def test_a_whole_websocket_chat_turn_through_wss(stack: Stack) -> None:
     reply = stack.user.post(stack.url + "/api/conversations", json={})
     assert reply.status_code == 201, reply.text
@@ -366,8 +354,7 @@ def test_a_socket_from_another_origin_is_refused(stack: Stack) -> None:
 
 def test_npm_openai_client_streams_through_nginx(stack: Stack) -> None:
     node, npm = shutil.which("node"), shutil.which("npm")
-    if not (node and npm):
-        pytest.skip("node and npm are needed for the openai npm client")
+    assert node and npm, "node and npm are needed for the openai npm client"
     if not (NPM_CLIENT / "node_modules" / "openai").is_dir():
         install = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund"],

@@ -151,10 +151,12 @@ def test_read_gpus_without_a_driver_is_a_report_not_an_error(
     assert report.gpus == [] and report.error == "NVML: NVML Shared Library Not Found"
 
 
-@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has a GPU")
-def test_read_gpus_on_this_machine_finds_none() -> None:
+def test_read_gpus_on_this_machine_matches_its_driver() -> None:
     report = dc.read_gpus()
-    assert report.gpus == [] and "NVML" in (report.error or "")
+    if shutil.which("nvidia-smi") is None:  # this machine kind and CI: no NVIDIA driver
+        assert report.gpus == [] and "NVML" in (report.error or "")
+    else:
+        assert report.gpus and report.error is None
 
 
 # ---- CUDA --------------------------------------------------------------------------------
@@ -475,17 +477,14 @@ def test_missing_nginx_says_how_to_install_it(
 
 
 NGINX = dc.find_nginx()
-needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
 
 
-@needs_nginx
 def test_the_rendered_config_passes_nginx_t(tmp_path: Path, certs: Path) -> None:
     result = dc.check_nginx_config(context(tmp_path))
     assert result.status == "ok", result
     assert not list(tmp_path.glob("run*")), "the scratch prefix is not the real run folder"
 
 
-@needs_nginx
 def test_a_config_without_certificates_fails_with_make_certs(tmp_path: Path) -> None:
     result = dc.check_nginx_config(context(tmp_path))
     assert result.status == "fail"

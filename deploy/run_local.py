@@ -144,8 +144,10 @@ def main() -> int:
     build_web(settings.web_root)
     nginx_command = prepare_nginx(settings)
     processes: list[subprocess.Popen] = []
-    # SIGTERM (e.g. from a supervisor) ends the stack as cleanly as Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C and SIGTERM (a supervisor) end the stack alike; SIGINT is set explicitly
+    # because a shell starts background jobs with it ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         for service in STACK:
             proc = start_service(service, env)

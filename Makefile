@@ -23,10 +23,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps nginx-config-builder==1.0.1
 	@touch $(STAMP)
 
-## system-deps: Debian packages the stack and its tests need (installed when root)
+## system-deps: Debian packages the stack and its tests need: nginx, and chromium for the
+## browser tests (installed when root, else named)
 system-deps:
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing:$$missing"; \

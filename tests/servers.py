@@ -73,6 +73,18 @@ class RunningServer:
             self._log.close()
 
 
+def wait_for_idle_model(model_api: RunningServer, within: float = 20) -> dict:
+    """Poll the model API until nothing runs or waits: a left client's generation ended."""
+    deadline = time.monotonic() + within
+    while True:
+        health = requests.get(model_api.url + "/health", timeout=5).json()
+        if health["running"] == 0 and health["waiting"] == 0:
+            return health
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the model kept generating for nobody: {health}")
+        time.sleep(0.2)
+
+
 def start_model_api(tmp_dir: Path, port: int | None = None, **env: str) -> RunningServer:
     """The model API under gunicorn, exactly as `make run` starts it, on a free port."""
     port = port or free_port()

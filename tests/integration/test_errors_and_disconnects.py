@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import openai
 import pytest
 import requests
 
 from tests.integration.conftest import MODEL
-from tests.servers import RunningServer
+from tests.servers import RunningServer, wait_for_idle_model
 
 OK_MESSAGES = [{"role": "user", "content": "Hi"}]
 
@@ -156,16 +154,6 @@ def test_unknown_route_and_method_are_json(http, model_api: RunningServer) -> No
     assert_openai_error(http.get(model_api.url + "/v1/chat/completions"), 405, None, None)
 
 
-def wait_for_idle_engine(model_api: RunningServer, within: float = 20) -> dict:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        health = requests.get(model_api.url + "/health").json()
-        if health["running"] == 0 and health["waiting"] == 0:
-            return health
-        time.sleep(0.2)
-    raise AssertionError(f"engine still busy after the client left: {health}")
-
-
 # A prompt the model continues for far longer than the test waits.
 ENDLESS = {"model": MODEL, "prompt": "1, 2, 3, 4, 5, 6,", "temperature": 0, "max_tokens": 4000}
 
@@ -179,11 +167,11 @@ def test_client_leaving_a_stream_stops_generation(http, model_api: RunningServer
     assert any(line.startswith(b"data: {") for line in received)
     assert requests.get(model_api.url + "/health").json()["running"] == 1
     reply.close()
-    wait_for_idle_engine(model_api)
+    wait_for_idle_model(model_api)
 
 
 def test_client_leaving_a_whole_answer_stops_generation(http, model_api: RunningServer) -> None:
     with pytest.raises(requests.ReadTimeout):
         http.post(model_api.url + "/v1/completions", json=ENDLESS, timeout=(5, 1.5))
     http.close()
-    wait_for_idle_engine(model_api)
+    wait_for_idle_model(model_api)

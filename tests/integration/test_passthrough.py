@@ -12,7 +12,7 @@ import requests
 
 from tests.integration.conftest import API_KEY, MODEL, register
 from tests.integration.test_api_keys import create_key
-from tests.servers import RunningServer, free_port, start_app_service
+from tests.servers import RunningServer, free_port, start_app_service, wait_for_idle_model
 
 HI = [{"role": "user", "content": "Say hello in three words."}]
 # A prompt the model continues for far longer than the test waits.
@@ -27,17 +27,6 @@ def api_key(app_server: RunningServer, new_user: Callable[[], requests.Session])
 @pytest.fixture
 def client(app_server: RunningServer, api_key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=app_server.url + "/v1", api_key=api_key, max_retries=0)
-
-
-def engine_idle(model_api: RunningServer, within: float = 15) -> dict:
-    deadline = time.monotonic() + within
-    while True:
-        health = requests.get(model_api.url + "/health").json()
-        if health["running"] == 0 and health["waiting"] == 0:
-            return health
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the model kept generating for nobody: {health}")
-        time.sleep(0.2)
 
 
 def in_flight(app_server: RunningServer) -> list[int]:
@@ -135,7 +124,7 @@ def test_a_client_leaving_a_stream_stops_the_model(
     assert requests.get(model_api.url + "/health").json()["running"] == 1
     assert in_flight(app_server) == [1]
     reply.close()
-    engine_idle(model_api)
+    wait_for_idle_model(model_api)
     deadline = time.monotonic() + 5
     while in_flight(app_server) != [0]:
         assert time.monotonic() < deadline, "the app service still counts the stream"

@@ -9,20 +9,10 @@ import requests
 import simple_websocket
 
 from tests.integration.chat_client import ChatClient, new_conversation
-from tests.servers import RunningServer
+from tests.servers import RunningServer, wait_for_idle_model
 from tests.upload_samples import make_docx, make_pdf
 
 LONG_ANSWER = "Count from 1 to 300, separated by commas."
-
-
-def wait_for_idle_model(model_api: RunningServer, within: float = 20) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        health = requests.get(model_api.url + "/health").json()
-        if health["running"] == 0 and health["waiting"] == 0:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"model API still busy: {health}")
 
 
 def conversation(app: RunningServer, session: requests.Session, cid: str) -> dict:

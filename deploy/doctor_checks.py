@@ -2,34 +2,26 @@
 
 Each check takes a `Context` and returns a `CheckResult` saying in words what it found and,
 when something is wrong, how to fix it. What touches the machine (NVML, PyTorch, HTTP,
-`nginx -t`) sits in small probe functions that tests replace; heavy imports happen inside
-the checks, so importing this module stays fast.
+`nginx -t`, the certificate files) is asked through `deploy/doctor_probes.py`, which tests
+replace; heavy imports happen inside the functions, so importing this module stays fast.
 """
 
 from __future__ import annotations
 
-import errno
-import http.client
-import importlib
-import importlib.metadata
 import json
 import shlex
-import shutil
-import socket
 import ssl
-import subprocess
 import sys
-import tempfile
 import tomllib
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 from app_service.settings import Settings as AppSettings
+from deploy import doctor_probes as probes
+from deploy.doctor_probes import GpuReport, TorchFacts, describe_error
 from deploy.services import APP_SERVICE, MODEL_API
 from deploy.settings import PROJECT_ROOT, DeploySettings
 from model_api.settings import Settings as ModelSettings
@@ -79,176 +71,11 @@ class Context:
 
     @cached_property
     def gpus(self) -> GpuReport:
-        return read_gpus()
+        return probes.read_gpus()
 
     @cached_property
     def torch(self) -> TorchFacts:
-        return read_torch_facts()
-
-
-# ---- probes: what touches the machine, replaced by fakes in tests -------------------------
-
-
-@dataclass(frozen=True)
-class GpuReport:
-    gpus: list[dict[str, Any]]
-    driver: str | None = None
-    cuda_driver: str | None = None
-    error: str | None = None  # why NVML could not be asked, when it could not
-
-
-@dataclass(frozen=True)
-class TorchFacts:
-    version: str
-    cuda_version: str | None
-    cuda_available: bool
-    device_count: int
-    device_names: list[str]
-
-
-def read_gpus() -> GpuReport:
-    """What the NVIDIA driver reports, as `nvidia-smi` would; no GPU is a report, not an error."""
-    try:
-        import pynvml
-    except ImportError:
-        return GpuReport([], error="nvidia-ml-py is not installed; run `make install`")
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:  # LibraryNotFound without a driver, DriverNotLoaded, ...
-        return GpuReport([], error=f"NVML: {exc}")
-    try:
-        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
-        gpus = [_read_gpu(pynvml, i) for i in range(pynvml.nvmlDeviceGetCount())]
-        return GpuReport(
-            gpus,
-            driver=_text(pynvml.nvmlSystemGetDriverVersion()),
-            cuda_driver=f"{cuda // 1000}.{cuda % 1000 // 10}",
-        )
-    except pynvml.NVMLError as exc:
-        return GpuReport([], error=f"NVML: {exc}")
-    finally:
-        pynvml.nvmlShutdown()
-
-
-def _read_gpu(pynvml: Any, index: int) -> dict[str, Any]:
-    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-
-    def optional(read: Callable[[], Any]) -> Any:
-        try:
-            return read()
-        except pynvml.NVMLError:  # e.g. NotSupported on some boards
-            return None
-
-    memory = optional(lambda: pynvml.nvmlDeviceGetMemoryInfo(handle))
-    power_mw = optional(lambda: pynvml.nvmlDeviceGetPowerUsage(handle))
-    return {
-        "index": index,
-        "name": _text(pynvml.nvmlDeviceGetName(handle)),
-        "memory_used_mb": memory.used // 2**20 if memory else None,
-        "memory_total_mb": memory.total // 2**20 if memory else None,
-        "temperature_c": optional(
-            lambda: pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)
-        ),
-        "power_w": power_mw / 1000 if power_mw is not None else None,
-        "utilization_pct": optional(lambda: pynvml.nvmlDeviceGetUtilizationRates(handle).gpu),
-    }
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def read_torch_facts() -> TorchFacts:
-    """CUDA as PyTorch sees it; ImportError when PyTorch is missing or broken."""
-    try:
-        import torch
-    except Exception as exc:
-        raise ImportError(str(exc)) from exc
-    available = torch.cuda.is_available()
-    count = torch.cuda.device_count() if available else 0
-    return TorchFacts(
-        version=torch.__version__,
-        cuda_version=torch.version.cuda,
-        cuda_available=available,
-        device_count=count,
-        device_names=[torch.cuda.get_device_name(i) for i in range(count)],
-    )
-
-
-def fetch_json(url: str, timeout: float) -> tuple[int, Any]:
-    """(HTTP status, JSON body or None); OSError when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:
-            status, raw = reply.status, reply.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        raise reason if isinstance(reason, OSError) else OSError(str(reason)) from exc
-    return status, _json_or_none(raw)
-
-
-def fetch_https(
-    address: str, port: int, server_name: str, path: str, ca: Path | None, timeout: float
-) -> tuple[int, Any]:
-    """GET over TLS from `address`, verifying the certificate for `server_name` (SNI and
-    Host too), so the nginx on this machine is checked whatever the name resolves to."""
-    context = ssl.create_default_context(cafile=str(ca) if ca else None)
-    raw_socket = socket.create_connection((address, port), timeout=timeout)
-    try:
-        tls = context.wrap_socket(raw_socket, server_hostname=server_name)
-    except BaseException:
-        raw_socket.close()
-        raise
-    connection = http.client.HTTPConnection(server_name, port, timeout=timeout)
-    connection.sock = tls
-    try:
-        connection.request("GET", path, headers={"Host": f"{server_name}:{port}"})
-        reply = connection.getresponse()
-        return reply.status, _json_or_none(reply.read())
-    except http.client.HTTPException as exc:
-        raise OSError(f"a broken HTTP reply: {exc}") from exc
-    finally:
-        connection.close()
-
-
-def _json_or_none(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
-
-
-def describe_error(exc: BaseException) -> str:
-    """A connection error in words."""
-    if isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) == errno.ECONNREFUSED:
-        return "connection refused: nothing listens there"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "no answer within the timeout"
-    if isinstance(exc, socket.gaierror):
-        return f"the name does not resolve ({exc.strerror})"
-    return str(exc) or type(exc).__name__
-
-
-def find_nginx() -> str | None:
-    # Debian installs it in /usr/sbin, which a normal user's PATH often lacks.
-    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-
-
-def test_nginx_conf(
-    nginx: str, settings: DeploySettings, write_conf: Callable[..., Any]
-) -> tuple[bool, str]:
-    """Render the local config into a scratch prefix and run `nginx -t` on it."""
-    with tempfile.TemporaryDirectory(prefix="chatstack-doctor-") as scratch:
-        prefix = Path(scratch)
-        conf = prefix / "nginx.conf"
-        write_conf(replace(settings, run_dir=prefix), conf, "local")
-        command = [nginx, "-t", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=15)
-        except subprocess.TimeoutExpired:
-            return False, "nginx -t took longer than 15 s"
-        return done.returncode == 0, done.stderr + done.stdout
+        return probes.read_torch_facts()
 
 
 def _reporter(layer: str, name: str) -> Callable[..., CheckResult]:
@@ -419,9 +246,8 @@ def _satisfies(version: str, requirement: str) -> bool | None:
 def check_library(ctx: Context, layer: str, package: str, title: str) -> CheckResult:
     """Installed, importable and the version pyproject.toml asks for."""
     wanted = pinned_requirement(ctx.root, package)
-    try:
-        version = importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
+    version = probes.installed_version(package)
+    if version is None:
         return CheckResult(
             layer,
             title,
@@ -429,9 +255,8 @@ def check_library(ctx: Context, layer: str, package: str, title: str) -> CheckRe
             f"{title} is not installed in {sys.prefix}",
             "run `make install` (it installs the pinned versions into .venv)",
         )
-    try:
-        importlib.import_module(package)
-    except Exception as exc:
+    exc = probes.import_error(package)
+    if exc is not None:
         return CheckResult(
             layer,
             title,
@@ -543,7 +368,7 @@ def check_model_api(ctx: Context) -> CheckResult:
     url = f"http://{_connect_host(ctx.model.host)}:{ctx.model.port}{MODEL_API.health_path}"
     start = _start_command(MODEL_API.command)
     try:
-        status, body = fetch_json(url, ctx.timeout)
+        status, body = probes.fetch_json(url, ctx.timeout)
     except OSError as exc:
         return result("fail", f"not answering at {url} ({describe_error(exc)})", start, url=url)
     if not isinstance(body, dict) or "status" not in body:
@@ -583,7 +408,7 @@ def check_app_service(ctx: Context) -> CheckResult:
 
     url = f"http://{_connect_host(ctx.app.host)}:{ctx.app.port}{APP_SERVICE.health_path}"
     try:
-        status, body = fetch_json(url, ctx.timeout)
+        status, body = probes.fetch_json(url, ctx.timeout)
     except OSError as exc:
         start = _start_command(APP_SERVICE.command)
         return result("fail", f"not answering at {url} ({describe_error(exc)})", start, url=url)
@@ -619,7 +444,7 @@ def check_app_service(ctx: Context) -> CheckResult:
 def check_nginx_config(ctx: Context) -> CheckResult:
     result = _reporter("web", "nginx config")
 
-    nginx = find_nginx()
+    nginx = probes.find_nginx()
     if nginx is None:
         return result(
             "fail",
@@ -630,7 +455,7 @@ def check_nginx_config(ctx: Context) -> CheckResult:
         from deploy.nginx import write_nginx_conf
     except ImportError as exc:
         return result("skip", f"the config renderer is not available ({exc})")
-    ok, output = test_nginx_conf(nginx, ctx.deploy, write_nginx_conf)
+    ok, output = probes.test_nginx_conf(nginx, ctx.deploy, write_nginx_conf)
     if ok:
         return result("ok", f"the rendered local config passes `{nginx} -t`", nginx=nginx)
     problem = _nginx_problem(output)
@@ -663,10 +488,8 @@ def check_certificate(ctx: Context) -> CheckResult:
         return result("fail", f"no certificate at {settings.tls_cert}", make_certs)
     if not settings.tls_key.is_file():
         return result("fail", f"no private key at {settings.tls_key}", make_certs)
-    from cryptography import x509
-
     try:
-        cert = x509.load_pem_x509_certificate(settings.tls_cert.read_bytes())
+        cert = probes.read_certificate(settings.tls_cert)
     except (OSError, ValueError) as exc:
         return result("fail", f"{settings.tls_cert} is not a PEM certificate ({exc})", make_certs)
     return judge_certificate(cert, settings.tls_cert, settings.server_name)
@@ -717,11 +540,11 @@ def check_nginx(ctx: Context) -> CheckResult:
 
     settings = ctx.deploy
     url = f"{settings.site_origin}/api/health"
-    ca = find_local_ca(settings.certs_dir)
+    ca = probes.find_local_ca(settings.certs_dir)
     trust = f"the local CA {ca}" if ca else "the system's trusted CAs"
     address = _connect_host(settings.listen_address)
     try:
-        status, body = fetch_https(
+        status, body = probes.fetch_https(
             address, settings.https_port, settings.server_name, "/api/health", ca, ctx.timeout
         )
     except OSError as exc:
@@ -753,13 +576,6 @@ def check_nginx(ctx: Context) -> CheckResult:
         "check that the rendered nginx config is the one running (`make run` renders it)",
         url=url,
     )
-
-
-def find_local_ca(certs_dir: Path) -> Path | None:
-    """The CA `make certs` made, which a local nginx's certificate chains to, if present."""
-    from deploy.certs import CA_CERT
-
-    return certs_dir / CA_CERT if (certs_dir / CA_CERT).is_file() else None
 
 
 # Bottom-up, as the stack is built (figure 3-3): a failure low down explains those above it.

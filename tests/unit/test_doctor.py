@@ -21,7 +21,9 @@ from cryptography.x509.oid import NameOID
 
 from deploy import doctor
 from deploy import doctor_checks as dc
-from deploy.doctor_checks import CheckResult, Context, GpuReport, TorchFacts
+from deploy import doctor_probes as probes
+from deploy.doctor_checks import CheckResult, Context
+from deploy.doctor_probes import GpuReport, TorchFacts
 from tests.servers import free_port
 
 NO_GPU = GpuReport([], error="NVML: NVML Shared Library Not Found")
@@ -127,7 +129,7 @@ def fake_pynvml(*, init_error: bool = False) -> types.ModuleType:
 def test_read_gpus_reads_what_nvml_reports(monkeypatch: pytest.MonkeyPatch) -> None:
     nvml = fake_pynvml()
     monkeypatch.setitem(__import__("sys").modules, "pynvml", nvml)
-    report = dc.read_gpus()
+    report = probes.read_gpus()
     assert report.driver == "570.86.15" and report.cuda_driver == "12.8"
     assert report.gpus == [
         {
@@ -147,12 +149,12 @@ def test_read_gpus_without_a_driver_is_a_report_not_an_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(__import__("sys").modules, "pynvml", fake_pynvml(init_error=True))
-    report = dc.read_gpus()
+    report = probes.read_gpus()
     assert report.gpus == [] and report.error == "NVML: NVML Shared Library Not Found"
 
 
 def test_read_gpus_on_this_machine_matches_its_driver() -> None:
-    report = dc.read_gpus()
+    report = probes.read_gpus()
     if shutil.which("nvidia-smi") is None:  # this machine kind and CI: no NVIDIA driver
         assert report.gpus == [] and "NVML" in (report.error or "")
     else:
@@ -201,13 +203,13 @@ def test_cuda_is_skipped_when_pytorch_is_missing(
     def missing() -> TorchFacts:
         raise ImportError("No module named 'torch'")
 
-    monkeypatch.setattr(dc, "read_torch_facts", missing)
+    monkeypatch.setattr(probes, "read_torch_facts", missing)
     result = dc.check_cuda(context(tmp_path))
     assert result.status == "skip" and "PyTorch" in result.message
 
 
 def test_read_torch_facts_on_this_machine() -> None:
-    facts = dc.read_torch_facts()
+    facts = probes.read_torch_facts()
     assert facts.version.startswith("2.")
     assert facts.device_count == len(facts.device_names)
 
@@ -471,12 +473,12 @@ def test_nginx_without_its_upstream_says_so(tmp_path: Path, certs: Path, serve) 
 def test_missing_nginx_says_how_to_install_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dc, "find_nginx", lambda: None)
+    monkeypatch.setattr(probes, "find_nginx", lambda: None)
     result = dc.check_nginx_config(context(tmp_path))
     assert result.status == "fail" and "apt-get install nginx-light" in result.fix
 
 
-NGINX = dc.find_nginx()
+NGINX = probes.find_nginx()
 
 
 def test_the_rendered_config_passes_nginx_t(tmp_path: Path, certs: Path) -> None:

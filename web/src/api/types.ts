@@ -1,0 +1,121 @@
+/** Shapes of the objects the app service returns (docs/app_api.md, docs/protocol.md). */
+
+export interface User {
+  id: string;
+  username: string;
+  is_admin: boolean;
+  created_at: number;
+}
+
+export interface ConversationSettings {
+  model: string;
+  system_prompt: string;
+  temperature: number | null;
+  top_p: number | null;
+  max_tokens: number | null;
+}
+
+export interface Conversation extends ConversationSettings {
+  id: string;
+  title: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export type MessageStatus = 'complete' | 'streaming' | 'stopped' | 'failed';
+
+export interface Attachment {
+  id: string;
+  name: string;
+}
+
+export interface Source {
+  file_id: string;
+  file_name: string;
+  ordinal: number | null;
+}
+
+export interface Message {
+  id: string;
+  conversation_id: string;
+  role: 'user' | 'assistant';
+  content: string;
+  status: MessageStatus;
+  attachments: Attachment[];
+  sources: Source[];
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
+  finish_reason: string | null;
+  error: string | null;
+  created_at: number;
+}
+
+export interface ConversationWithMessages extends Conversation {
+  messages: Message[];
+}
+
+export interface UploadedFile {
+  id: string;
+  name: string;
+  kind: string;
+  size: number;
+  created_at: number;
+  chunk_count: number;
+  chars: number;
+}
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  prefix: string;
+  created_at: number;
+  last_used_at: number | null;
+  revoked_at: number | null;
+  revoked: boolean;
+}
+
+export interface NewApiKey {
+  id: string;
+  name: string;
+  prefix: string;
+  created_at: number;
+  key: string;
+}
+
+export interface Health {
+  status: string;
+  version: string;
+  model_api: {
+    reachable: boolean;
+    upstreams: { url: string; healthy: boolean; models: string[] | null; error: string | null }[];
+  };
+}
+
+/** Frames the server sends over /ws (docs/protocol.md). */
+export type ServerFrame =
+  | { type: 'ready' }
+  | { type: 'pong' }
+  | { type: 'user_message'; conversation_id: string; message: Message; conversation: Conversation }
+  | { type: 'start'; conversation_id: string; message: Message }
+  | { type: 'delta'; conversation_id: string; message_id: string; content: string }
+  | {
+      type: 'done';
+      conversation_id: string;
+      message: Message;
+      usage: Message['usage'];
+      finish_reason: string | null;
+      sources: Source[];
+    }
+  | {
+      type: 'error';
+      conversation_id?: string | null;
+      error: string;
+      code: string | null;
+      message: Message | null;
+    };
+
+/** Frames the browser sends over /ws. */
+export type ClientFrame =
+  | { type: 'send'; conversation_id: string; content: string; file_ids?: string[] }
+  | { type: 'regenerate'; conversation_id: string }
+  | { type: 'stop' }
+  | { type: 'ping' };

@@ -1,0 +1,117 @@
+import { useState, type FormEvent } from 'react';
+import { ApiError } from '../api/rest';
+import type { Theme } from '../state/theme';
+import { MoonIcon, SunIcon } from './icons';
+
+interface Props {
+  notice: string | null;
+  theme: Theme;
+  onToggleTheme: () => void;
+  onSubmit: (mode: 'login' | 'register', username: string, password: string) => Promise<void>;
+}
+
+/** The first screen: sign in, or create an account (you are then signed in). */
+export function AuthScreen({ notice, theme, onToggleTheme, onSubmit }: Props) {
+  const [mode, setMode] = useState<'login' | 'register'>('login');
+  const [username, setUsername] = useState('');
+  const [password, setPassword] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const registering = mode === 'register';
+
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    setBusy(true);
+    try {
+      await onSubmit(mode, username.trim(), password);
+    } catch (err) {
+      setError(err instanceof ApiError || err instanceof Error ? err.message : 'Something went wrong.');
+      setBusy(false);
+    }
+  };
+
+  return (
+    <main className="auth-page">
+      <button
+        type="button"
+        className="icon-btn auth-theme"
+        data-testid="theme-toggle"
+        aria-label={theme === 'dark' ? 'Switch to light theme' : 'Switch to dark theme'}
+        onClick={onToggleTheme}
+      >
+        {theme === 'dark' ? <SunIcon /> : <MoonIcon />}
+      </button>
+      <div className="auth-card">
+        <div className="brand big">
+          <span className="brand-mark" aria-hidden="true">
+            ✦
+          </span>
+          chatstack
+        </div>
+        <h1>{registering ? 'Create your account' : 'Welcome back'}</h1>
+        <p className="muted">
+          {registering
+            ? 'Pick a username and a password to start chatting. You will be signed in right away.'
+            : 'Sign in to chat with your self-hosted assistant. New here? Create an account below.'}
+        </p>
+        {notice ? <p className="notice">{notice}</p> : null}
+        <form data-testid="auth-form" onSubmit={submit} noValidate>
+          <label className="field">
+            <span>Username</span>
+            <input
+              data-testid="auth-username"
+              name="username"
+              autoComplete="username"
+              autoCapitalize="none"
+              spellCheck={false}
+              required
+              minLength={registering ? 3 : 1}
+              maxLength={registering ? 32 : 64}
+              value={username}
+              onChange={(e) => setUsername(e.target.value)}
+              autoFocus
+            />
+            {registering ? <small className="hint">3–32 letters, digits, “_”, “.” or “-”</small> : null}
+          </label>
+          <label className="field">
+            <span>Password</span>
+            <input
+              data-testid="auth-password"
+              name="password"
+              type="password"
+              autoComplete={registering ? 'new-password' : 'current-password'}
+              required
+              minLength={registering ? 8 : 1}
+              value={password}
+              onChange={(e) => setPassword(e.target.value)}
+            />
+            {registering ? <small className="hint">At least 8 characters</small> : null}
+          </label>
+          {error ? (
+            <p className="form-error" data-testid="auth-error" role="alert">
+              {error}
+            </p>
+          ) : null}
+          <button type="submit" className="btn primary wide" data-testid="auth-submit" disabled={busy}>
+            {busy ? 'Please wait…' : registering ? 'Create account' : 'Sign in'}
+          </button>
+        </form>
+        <p className="auth-switch">
+          {registering ? 'Already have an account?' : 'No account yet?'}{' '}
+          <button
+            type="button"
+            className="link-btn"
+            data-testid="auth-toggle"
+            onClick={() => {
+              setMode(registering ? 'login' : 'register');
+              setError(null);
+            }}
+          >
+            {registering ? 'Sign in' : 'Create account'}
+          </button>
+        </p>
+      </div>
+    </main>
+  );
+}

@@ -1,0 +1,58 @@
+import { useEffect, useRef } from 'react';
+import type { Message } from '../api/types';
+import { MessageItem } from './MessageItem';
+import { RefreshIcon } from './icons';
+
+interface Props {
+  messages: Message[];
+  loading: boolean;
+  busy: boolean;
+  onRegenerate: () => void;
+}
+
+/** The selected conversation's messages; keeps the newest in view while the reader is at the bottom. */
+export function MessageList({ messages, loading, busy, onRegenerate }: Props) {
+  const ref = useRef<HTMLDivElement>(null);
+  const stick = useRef(true);
+
+  useEffect(() => {
+    const el = ref.current;
+    if (el && stick.current) el.scrollTop = el.scrollHeight;
+  }, [messages]);
+
+  const last = messages[messages.length - 1];
+  const unanswered = !busy && last?.role === 'user' && last.id !== 'pending-user-message';
+  return (
+    <div
+      className="message-list"
+      data-testid="message-list"
+      ref={ref}
+      role="log"
+      aria-live="polite"
+      aria-busy={busy}
+      onScroll={(e) => {
+        const el = e.currentTarget;
+        stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+      }}
+    >
+      {loading ? <div className="list-note">Loading…</div> : null}
+      {messages.map((m, i) => (
+        <MessageItem
+          key={m.id}
+          message={m}
+          canRegenerate={!busy && i === messages.length - 1 && m.role === 'assistant'}
+          onRegenerate={onRegenerate}
+        />
+      ))}
+      {unanswered ? (
+        <div className="message-inner retry-row">
+          <span>This message has no answer yet.</span>
+          <button type="button" className="ghost-btn small" data-testid="regenerate" onClick={onRegenerate}>
+            <RefreshIcon />
+            <span>Answer it</span>
+          </button>
+        </div>
+      ) : null}
+    </div>
+  );
+}

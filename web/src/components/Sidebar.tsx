@@ -1,0 +1,199 @@
+import { useState, type KeyboardEvent } from 'react';
+import type { Conversation, User } from '../api/types';
+import type { Theme } from '../state/theme';
+import { ConfirmDialog } from './ConfirmDialog';
+import { KeyIcon, LogoutIcon, MoonIcon, PencilIcon, PlusIcon, SearchIcon, SunIcon, TrashIcon } from './icons';
+
+interface Props {
+  open: boolean;
+  conversations: Conversation[];
+  currentId: string | null;
+  search: string;
+  user: User | null;
+  theme: Theme;
+  keysOpen: boolean;
+  onSearch: (q: string) => void;
+  onSelect: (id: string) => void;
+  onNew: () => void;
+  onRename: (id: string, title: string) => Promise<boolean>;
+  onDelete: (id: string) => Promise<boolean>;
+  onOpenKeys: () => void;
+  onToggleTheme: () => void;
+  onLogout: () => void;
+}
+
+/** Conversations newest first, with search, new, rename and delete; the account's actions below. */
+export function Sidebar(props: Props) {
+  const { open, conversations, currentId, search, user, theme } = props;
+  const [editing, setEditing] = useState<string | null>(null);
+  const [draft, setDraft] = useState('');
+  const [hovered, setHovered] = useState<string | null>(null);
+  const [confirming, setConfirming] = useState<Conversation | null>(null);
+
+  const startRename = (c: Conversation) => {
+    setEditing(c.id);
+    setDraft(c.title);
+  };
+  const saveRename = async () => {
+    const id = editing;
+    const title = draft.trim();
+    if (!id) return;
+    const old = conversations.find((c) => c.id === id)?.title;
+    if (!title || title === old) {
+      setEditing(null);
+      return;
+    }
+    if (await props.onRename(id, title.slice(0, 200))) setEditing(null);
+  };
+  const onRenameKey = (e: KeyboardEvent<HTMLInputElement>) => {
+    if (e.key === 'Enter') {
+      e.preventDefault();
+      void saveRename();
+    } else if (e.key === 'Escape') {
+      e.preventDefault();
+      e.stopPropagation();
+      setEditing(null);
+    }
+  };
+
+  return (
+    <aside className={`sidebar${open ? ' open' : ''}`} data-testid="sidebar" aria-label="Conversations">
+      <div className="sidebar-top">
+        <div className="brand">
+          <span className="brand-mark" aria-hidden="true">
+            ✦
+          </span>
+          chatstack
+        </div>
+        <button type="button" className="new-chat" data-testid="new-chat" onClick={props.onNew}>
+          <PlusIcon />
+          <span>New chat</span>
+        </button>
+        <div className="search">
+          <SearchIcon />
+          <label htmlFor="conversation-search" className="sr-only">
+            Search conversations
+          </label>
+          <input
+            id="conversation-search"
+            type="search"
+            data-testid="conversation-search"
+            placeholder="Search chats"
+            value={search}
+            onChange={(e) => props.onSearch(e.target.value)}
+          />
+        </div>
+      </div>
+      <nav className="conversation-nav" aria-label="Chats">
+        {conversations.length === 0 ? (
+          <p className="list-note">{search ? 'No chats match.' : 'No chats yet.'}</p>
+        ) : null}
+        <ul className="conversation-list">
+          {conversations.map((c) => {
+            const selected = c.id === currentId;
+            const showActions = selected || hovered === c.id;
+            return (
+              <li
+                key={c.id}
+                className={`conversation-item${selected ? ' selected' : ''}`}
+                data-testid="conversation-item"
+                data-id={c.id}
+                aria-current={selected ? 'page' : undefined}
+                onMouseEnter={() => setHovered(c.id)}
+                onMouseLeave={() => setHovered((h) => (h === c.id ? null : h))}
+                onFocus={() => setHovered(c.id)}
+              >
+                {editing === c.id ? (
+                  <input
+                    className="title-input"
+                    data-testid="conversation-title-input"
+                    aria-label="Chat title"
+                    value={draft}
+                    maxLength={200}
+                    autoFocus
+                    onChange={(e) => setDraft(e.target.value)}
+                    onKeyDown={onRenameKey}
+                    onBlur={() => void saveRename()}
+                  />
+                ) : (
+                  <button type="button" className="conversation-open" onClick={() => props.onSelect(c.id)} title={c.title}>
+                    {c.title}
+                  </button>
+                )}
+                {showActions && editing !== c.id ? (
+                  <span className="item-actions">
+                    <button
+                      type="button"
+                      className="icon-btn small"
+                      data-testid="conversation-rename"
+                      aria-label={`Rename “${c.title}”`}
+                      title="Rename"
+                      onClick={() => startRename(c)}
+                    >
+                      <PencilIcon />
+                    </button>
+                    <button
+                      type="button"
+                      className="icon-btn small danger"
+                      data-testid="conversation-delete"
+                      aria-label={`Delete “${c.title}”`}
+                      title="Delete"
+                      onClick={() => setConfirming(c)}
+                    >
+                      <TrashIcon />
+                    </button>
+                  </span>
+                ) : null}
+              </li>
+            );
+          })}
+        </ul>
+      </nav>
+      <div className="sidebar-bottom">
+        <button
+          type="button"
+          className={`side-btn${props.keysOpen ? ' active' : ''}`}
+          data-testid="open-keys"
+          onClick={props.onOpenKeys}
+        >
+          <KeyIcon />
+          <span>API keys</span>
+        </button>
+        <button
+          type="button"
+          className="side-btn"
+          data-testid="theme-toggle"
+          onClick={props.onToggleTheme}
+          aria-label={theme === 'dark' ? 'Switch to light theme' : 'Switch to dark theme'}
+        >
+          {theme === 'dark' ? <SunIcon /> : <MoonIcon />}
+          <span>{theme === 'dark' ? 'Light theme' : 'Dark theme'}</span>
+        </button>
+        <div className="account">
+          <span className="account-avatar" aria-hidden="true">
+            {user?.username.slice(0, 1).toUpperCase()}
+          </span>
+          <span className="account-name" title={user?.username}>
+            {user?.username}
+          </span>
+          <button type="button" className="icon-btn" data-testid="logout" aria-label="Sign out" title="Sign out" onClick={props.onLogout}>
+            <LogoutIcon />
+          </button>
+        </div>
+      </div>
+      {confirming ? (
+        <ConfirmDialog
+          title="Delete chat?"
+          body={`“${confirming.title}” and all its messages will be deleted. This can't be undone.`}
+          confirmLabel="Delete"
+          onCancel={() => setConfirming(null)}
+          onConfirm={async () => {
+            const id = confirming.id;
+            setConfirming(null);
+            await props.onDelete(id);
+          }}
+        />
+      ) : null}
+    </aside>
+  );
+}

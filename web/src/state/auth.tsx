@@ -1,0 +1,73 @@
+/** Who is signed in: asks /api/auth/me on load, signs in, up and out. */
+import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
+import * as rest from '../api/rest';
+import type { User } from '../api/types';
+
+export type AuthStatus = 'loading' | 'signedOut' | 'signedIn' | 'unreachable';
+
+interface AuthValue {
+  status: AuthStatus;
+  user: User | null;
+  /** Set when the session ended by itself (expired, or ended elsewhere). */
+  notice: string | null;
+  signIn: (mode: 'login' | 'register', username: string, password: string) => Promise<void>;
+  signOut: () => Promise<void>;
+  sessionExpired: () => void;
+  retry: () => void;
+}
+
+const AuthContext = createContext<AuthValue | null>(null);
+
+export function AuthProvider({ children }: { children: ReactNode }) {
+  const [status, setStatus] = useState<AuthStatus>('loading');
+  const [user, setUser] = useState<User | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+
+  const check = useCallback(() => {
+    setStatus('loading');
+    rest.getMe().then(
+      (me) => {
+        setUser(me);
+        setStatus(me ? 'signedIn' : 'signedOut');
+      },
+      () => setStatus('unreachable'),
+    );
+  }, []);
+
+  useEffect(check, [check]);
+
+  const signIn = useCallback(async (mode: 'login' | 'register', username: string, password: string) => {
+    const u = mode === 'login' ? await rest.login(username, password) : await rest.register(username, password);
+    setNotice(null);
+    setUser(u);
+    setStatus('signedIn');
+  }, []);
+
+  const signOut = useCallback(async () => {
+    try {
+      await rest.logout();
+    } finally {
+      setUser(null);
+      setNotice(null);
+      setStatus('signedOut');
+    }
+  }, []);
+
+  const sessionExpired = useCallback(() => {
+    setUser(null);
+    setNotice('Your session has ended. Please sign in again.');
+    setStatus('signedOut');
+  }, []);
+
+  const value = useMemo(
+    () => ({ status, user, notice, signIn, signOut, sessionExpired, retry: check }),
+    [status, user, notice, signIn, signOut, sessionExpired, check],
+  );
+  return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
+}
+
+export function useAuth(): AuthValue {
+  const v = useContext(AuthContext);
+  if (!v) throw new Error('useAuth needs <AuthProvider>');
+  return v;
+}

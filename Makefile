@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # compose's env_file does.
 LOAD_ENV := set -a; [ -f .env ] && . ./.env; set +a
 
-.PHONY: install system-deps run test test-unit lint format clean
+.PHONY: install system-deps test-deps run test test-unit lint format clean
 
 ## install: the virtualenv, Python dependencies and the converted embedded model (idempotent)
 install: $(STAMP)
@@ -23,21 +23,28 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps nginx-config-builder==1.0.1
 	@touch $(STAMP)
 
-## system-deps: Debian packages the stack and its tests need: nginx, and chromium for the
-## browser tests (installed when root, else named)
+## system-deps: Debian packages the stack needs (nginx), installed when root, else named
 system-deps:
-	@missing=""; \
-	command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
-	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	@$(call need_debian_packages,$(if $(shell command -v nginx || test -x /usr/sbin/nginx && echo y),,nginx-light))
+
+## test-deps: what the tests need beyond that: chromium for the browser tests
+test-deps: system-deps
+	@$(call need_debian_packages,$(if $(wildcard /usr/bin/chromium),,chromium))
+	@command -v npm >/dev/null || { echo "Node.js 20+ and npm are required (https://nodejs.org, or your distribution's nodejs 20 packages)" >&2; exit 1; }
+
+# $(call need_debian_packages,PKGS): apt-get install PKGS when root, else say what to install.
+define need_debian_packages
+	missing="$(strip $(1))"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			echo "installing:$$missing"; \
+			echo "installing: $$missing"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "missing system packages:$$missing — install them with: sudo apt-get install$$missing" >&2; \
+			echo "missing system packages: $$missing — install them with: sudo apt-get install $$missing" >&2; \
 			exit 1; \
 		fi; \
 	fi
+endef
 
 ## run: the whole stack: model API, app service, nginx with TLS at https://localhost:8443
 run: install system-deps
@@ -49,7 +56,7 @@ certs: install
 	@$(LOAD_ENV); $(PY) -m deploy.certs
 
 ## test: every test, against the real model and real servers on loopback
-test: install system-deps
+test: install test-deps
 	$(PY) -m pytest
 
 ## doctor: check the stack layer by layer (GPU, CUDA, PyTorch, model, services, nginx, TLS)

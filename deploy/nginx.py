@@ -300,7 +300,8 @@ def _https_server(settings: DeploySettings, local: bool) -> Block:
         _proxy_location("/v1/", upstream),
         _proxy_location("= /v1/chat/completions", upstream, limit="chat burst=10 nodelay"),
         _proxy_location("= /v1/completions", upstream, limit="chat burst=10 nodelay"),
-        _websocket_location("= /ws", upstream),
+        # A socket runs one answer at a time; limiting its handshakes bounds the rest.
+        _websocket_location("= /ws", upstream, limit="chat burst=10 nodelay"),
         *(_error_location(status, settings) for status in NGINX_ERRORS),
     ]
     options: dict[str, object] = {
@@ -353,7 +354,7 @@ def _proxy_location(path: str, upstream: str, *, limit: str | None = None) -> Lo
     return Location(path, headers, **options)
 
 
-def _websocket_location(path: str, upstream: str) -> Location:
+def _websocket_location(path: str, upstream: str, *, limit: str) -> Location:
     headers = KeyValuesMultiLines(
         "proxy_set_header",
         [
@@ -368,6 +369,7 @@ def _websocket_location(path: str, upstream: str) -> Location:
     return Location(
         path,
         headers,
+        limit_req=f"zone={limit}",
         proxy_pass=upstream,
         proxy_http_version="1.1",
         proxy_buffering="off",

@@ -129,7 +129,9 @@ export function ChatView({ onToggleSidebar }: { onToggleSidebar: () => void }) {
           onRemoveUpload={uploads.remove}
           autoFocusKey={state.currentId}
         />
-        <p className="composer-hint">Answers come from a small local model and can be wrong.</p>
+        <p className="composer-hint" id="composer-hint">
+          Enter to send · Shift+Enter for a new line · Answers can be wrong.
+        </p>
       </div>
 
       {dragging ? (

@@ -122,7 +122,8 @@ export function Composer({ generating, stopping, uploads, onSend, onStop, onAtta
           ref={area}
           data-testid="composer-input"
           rows={1}
-          placeholder="Message chatstack…  (Enter to send, Shift+Enter for a new line)"
+          placeholder="Message chatstack…"
+          aria-describedby="composer-hint"
           value={text}
           onChange={(e) => setText(e.target.value)}
           onKeyDown={onKeyDown}

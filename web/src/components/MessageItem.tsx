@@ -90,7 +90,9 @@ export function MessageItem({ message, canRegenerate, onRegenerate }: Props) {
           ) : null}
           {!isUser && !streaming ? (
             <div className="message-actions">
-              <CopyButton className="ghost-btn small" label="Copy" getText={() => message.content} />
+              {message.content ? (
+                <CopyButton className="ghost-btn small" label="Copy" getText={() => message.content} />
+              ) : null}
               {canRegenerate ? (
                 <button type="button" className="ghost-btn small" data-testid="regenerate" onClick={onRegenerate}>
                   <RefreshIcon />

@@ -124,6 +124,21 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
     void loadList();
   }, [loadList]);
 
+  // The address remembers the open conversation, so a reload (or a bookmark) comes back to it.
+  useEffect(() => {
+    const id = /^#\/c\/(conv_[0-9a-f]+)$/.exec(window.location.hash)?.[1];
+    if (id) {
+      dispatch({ type: 'conversation/select', id });
+      void loadConversation(id);
+    }
+  }, [loadConversation]);
+  useEffect(() => {
+    const hash = state.currentId ? `#/c/${state.currentId}` : '';
+    if (window.location.hash !== hash) {
+      window.history.replaceState(null, '', `${window.location.pathname}${window.location.search}${hash}`);
+    }
+  }, [state.currentId]);
+
   const select = useCallback(
     (id: string | null) => {
       dispatch({ type: 'conversation/select', id });

@@ -18,15 +18,38 @@ interface AuthValue {
 
 const AuthContext = createContext<AuthValue | null>(null);
 
+/** Remembers that this browser signed in, so a first visit shows the form without a 401 round trip. */
+const HINT = 'chatstack-signed-in';
+function readHint(): boolean {
+  try {
+    return localStorage.getItem(HINT) === '1';
+  } catch {
+    return true;
+  }
+}
+function writeHint(on: boolean): void {
+  try {
+    if (on) localStorage.setItem(HINT, '1');
+    else localStorage.removeItem(HINT);
+  } catch {
+    // Without storage every load asks the server.
+  }
+}
+
 export function AuthProvider({ children }: { children: ReactNode }) {
   const [status, setStatus] = useState<AuthStatus>('loading');
   const [user, setUser] = useState<User | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
 
   const check = useCallback(() => {
+    if (!readHint()) {
+      setStatus('signedOut');
+      return;
+    }
     setStatus('loading');
     rest.getMe().then(
       (me) => {
+        writeHint(!!me);
         setUser(me);
         setStatus(me ? 'signedIn' : 'signedOut');
       },
@@ -38,6 +61,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
 
   const signIn = useCallback(async (mode: 'login' | 'register', username: string, password: string) => {
     const u = mode === 'login' ? await rest.login(username, password) : await rest.register(username, password);
+    writeHint(true);
     setNotice(null);
     setUser(u);
     setStatus('signedIn');
@@ -47,6 +71,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     try {
       await rest.logout();
     } finally {
+      writeHint(false);
       setUser(null);
       setNotice(null);
       setStatus('signedOut');
@@ -54,6 +79,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   }, []);
 
   const sessionExpired = useCallback(() => {
+    writeHint(false);
     setUser(null);
     setNotice('Your session has ended. Please sign in again.');
     setStatus('signedOut');

@@ -2,6 +2,7 @@ import type { Message, Source } from '../api/types';
 import { CopyButton } from './CopyButton';
 import { FileIcon, RefreshIcon } from './icons';
 import { Markdown } from './Markdown';
+import { closeOpenMarkup } from './streamingMarkdown';
 
 interface Props {
   message: Message;
@@ -57,7 +58,7 @@ export function MessageItem({ message, canRegenerate, onRegenerate }: Props) {
             {isUser ? (
               <p className="plain">{message.content}</p>
             ) : message.content ? (
-              <Markdown text={message.content} />
+              <Markdown text={streaming ? closeOpenMarkup(message.content) : message.content} />
             ) : streaming ? (
               <span className="typing" aria-label="Generating">
                 <span />

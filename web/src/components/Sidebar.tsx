@@ -1,4 +1,4 @@
-import { useState, type KeyboardEvent } from 'react';
+import { useRef, useState, type KeyboardEvent } from 'react';
 import type { Conversation, User } from '../api/types';
 import type { Theme } from '../state/theme';
 import { ConfirmDialog } from './ConfirmDialog';
@@ -29,21 +29,26 @@ export function Sidebar(props: Props) {
   const [draft, setDraft] = useState('');
   const [hovered, setHovered] = useState<string | null>(null);
   const [confirming, setConfirming] = useState<Conversation | null>(null);
+  // Enter and the blur that may follow must save once.
+  const editingRef = useRef<string | null>(null);
 
   const startRename = (c: Conversation) => {
+    editingRef.current = c.id;
     setEditing(c.id);
     setDraft(c.title);
   };
   const saveRename = async () => {
-    const id = editing;
+    const id = editingRef.current;
     const title = draft.trim();
     if (!id) return;
+    editingRef.current = null;
     const old = conversations.find((c) => c.id === id)?.title;
     if (!title || title === old) {
       setEditing(null);
       return;
     }
     if (await props.onRename(id, title.slice(0, 200))) setEditing(null);
+    else editingRef.current = id;
   };
   const onRenameKey = (e: KeyboardEvent<HTMLInputElement>) => {
     if (e.key === 'Enter') {
@@ -52,6 +57,7 @@ export function Sidebar(props: Props) {
     } else if (e.key === 'Escape') {
       e.preventDefault();
       e.stopPropagation();
+      editingRef.current = null;
       setEditing(null);
     }
   };

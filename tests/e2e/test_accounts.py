@@ -60,7 +60,7 @@ def test_wrong_password_and_taken_username_are_said_in_words(tab: Tab) -> None:
 
 
 def test_theme_toggle_switches_light_and_dark(tab: Tab) -> None:
-    tab.register_quietly()
+    tab.signed_in()
     html = tab.page.locator("html")
     expect(html).to_have_attribute("data-theme", re.compile(r"^(light|dark)$"))
     before = html.get_attribute("data-theme")

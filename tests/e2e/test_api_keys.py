@@ -10,7 +10,7 @@ from tests.e2e.ui import Tab
 
 
 def test_create_a_key_see_it_once_use_it_and_revoke_it(tab: Tab) -> None:
-    tab.register_quietly()
+    tab.signed_in()
     tab.by("open-keys").click()
     page = tab.by("keys-page")
     expect(page).to_be_visible()

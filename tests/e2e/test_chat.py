@@ -19,7 +19,7 @@ def streamed_lengths(trace: list[tuple[str, int]]) -> list[int]:
 
 
 def test_an_answer_streams_in_then_completes(tab: Tab) -> None:
-    tab.register_quietly()
+    tab.signed_in()
     tab.by("new-chat").click()
     tab.trace_answers()
     tab.send("Say hello to me in one short sentence.")
@@ -56,10 +56,9 @@ def test_an_answer_streams_in_then_completes(tab: Tab) -> None:
 
 
 def test_stop_ends_a_long_answer_and_marks_it_stopped(tab: Tab) -> None:
-    tab.register_quietly()
+    tab.signed_in()
     tab.by("new-chat").click()
-    tab.ask("Hi")  # the conversation now exists; give it room for a long answer
-    tab.by("open-settings").click()
+    tab.by("open-settings").click()  # room for a long answer
     dialog = tab.by("settings-dialog")
     expect(dialog).to_be_visible()
     tab.by("settings-max-tokens").fill("1000")
@@ -91,7 +90,7 @@ def test_stop_ends_a_long_answer_and_marks_it_stopped(tab: Tab) -> None:
 
 
 def test_regenerate_replaces_the_last_answer(tab: Tab) -> None:
-    tab.register_quietly()
+    tab.signed_in()
     tab.by("new-chat").click()
     tab.ask("Name one fruit.")
     conversation_id = tab.selected_conversation_id()
@@ -115,7 +114,7 @@ def test_regenerate_replaces_the_last_answer(tab: Tab) -> None:
 
 
 def test_reload_finds_the_conversation_and_the_sidebar_manages_it(tab: Tab) -> None:
-    tab.register_quietly()
+    tab.signed_in()
     tab.by("new-chat").click()
     question = "What colour is the sky on a clear day?"
     answer_text = tab.ask(question).get_by_test_id("message-content").inner_text()
@@ -154,8 +153,11 @@ def test_reload_finds_the_conversation_and_the_sidebar_manages_it(tab: Tab) -> N
     assert tab.api("GET", f"/api/conversations/{conversation_id}")["title"] == "Sky questions"
 
     item.hover()
-    tab.page.once("dialog", lambda dialog: dialog.accept())  # in case it asks to confirm
     item.get_by_test_id("conversation-delete").click()
+    confirm = tab.page.get_by_role("alertdialog")  # deleting asks first
+    expect(confirm).to_contain_text("Sky questions")
+    tab.shot("conversation-delete-confirm")
+    confirm.get_by_role("button", name="Delete").click()
     expect(item).to_have_count(0)
     reply = tab.page.context.request.get(f"/api/conversations/{conversation_id}")
     assert reply.status == 404

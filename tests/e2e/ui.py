@@ -103,16 +103,12 @@ class Tab:
         self.submit_credentials(username, password)
         expect(self.by("composer")).to_be_visible()
 
-    def register_quietly(self) -> str:
-        """A new account made over REST in this context (the cookie lands in the browser),
-        then the app opened: for tests whose subject is not signing up."""
+    def signed_in(self) -> str:
+        """A new account, signed up through the form: the start of every test whose
+        subject is not signing up. Returns the username."""
         username = unique_name()
-        reply = self.page.context.request.post(
-            "/api/auth/register", data={"username": username, "password": PASSWORD}
-        )
-        assert reply.status == 201, reply.text()
-        self.page.goto("/")
-        expect(self.by("composer")).to_be_visible()
+        self.open_signed_out()
+        self.sign_up(username)
         return username
 
     def api(self, method: str, path: str, **data) -> dict:

@@ -27,14 +27,16 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
   const auth = useAuth();
   const chat = useChat();
   const narrow = useNarrow();
-  const [sidebarOpen, setSidebarOpen] = useState(!narrow);
+  // Two states, so that a passing change of width (rotation, a screenshot) never reopens the list.
+  const [desktopOpen, setDesktopOpen] = useState(true);
+  const [phoneOpen, setPhoneOpen] = useState(false);
   const [page, setPage] = useState<'chat' | 'keys'>('chat');
+  const sidebarOpen = narrow ? phoneOpen : desktopOpen;
 
-  useEffect(() => setSidebarOpen(!narrow), [narrow]);
-
-  const closeOnPhone = () => {
-    if (narrow) setSidebarOpen(false);
-  };
+  const isNarrowNow = () => window.matchMedia?.(NARROW).matches ?? narrow;
+  const toggleSidebar = () => (isNarrowNow() ? setPhoneOpen((o) => !o) : setDesktopOpen((o) => !o));
+  // Choosing something in the list closes it on a phone (and leaves the desktop layout alone).
+  const closeOnPhone = () => setPhoneOpen(false);
   const onError = useCallback(
     (e: unknown) => {
       if (e instanceof ApiError && e.status === 401) auth.sessionExpired();
@@ -46,7 +48,7 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
   useEffect(() => {
     if (!narrow || !sidebarOpen) return;
     const onKey = (e: KeyboardEvent) => {
-      if (e.key === 'Escape' && !document.querySelector('.modal')) setSidebarOpen(false);
+      if (e.key === 'Escape' && !document.querySelector('.modal')) setPhoneOpen(false);
     };
     document.addEventListener('keydown', onKey);
     return () => document.removeEventListener('keydown', onKey);
@@ -82,13 +84,13 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
         onToggleTheme={toggleTheme}
         onLogout={() => void auth.signOut()}
       />
-      {narrow && sidebarOpen ? <div className="scrim" onClick={() => setSidebarOpen(false)} aria-hidden="true" /> : null}
+      {narrow && sidebarOpen ? <div className="scrim" onClick={closeOnPhone} aria-hidden="true" /> : null}
       <main className="main">
         <ConnectionStatus status={chat.state.socketStatus} />
         {page === 'keys' ? (
-          <KeysPage onBack={() => setPage('chat')} onToggleSidebar={() => setSidebarOpen((o) => !o)} onError={onError} />
+          <KeysPage onBack={() => setPage('chat')} onToggleSidebar={toggleSidebar} onError={onError} />
         ) : (
-          <ChatView onToggleSidebar={() => setSidebarOpen((o) => !o)} />
+          <ChatView onToggleSidebar={toggleSidebar} />
         )}
       </main>
       <Toasts toasts={chat.state.toasts} onDismiss={chat.dismissToast} />

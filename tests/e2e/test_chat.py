@@ -20,7 +20,7 @@ def streamed_lengths(trace: list[tuple[str, int]]) -> list[int]:
 
 def test_an_answer_streams_in_then_completes(tab: Tab) -> None:
     tab.signed_in()
-    tab.by("new-chat").click()
+    tab.new_chat()
     tab.trace_answers()
     tab.send("Say hello to me in one short sentence.")
 
@@ -57,7 +57,7 @@ def test_an_answer_streams_in_then_completes(tab: Tab) -> None:
 
 def test_stop_ends_a_long_answer_and_marks_it_stopped(tab: Tab) -> None:
     tab.signed_in()
-    tab.by("new-chat").click()
+    tab.new_chat()
     tab.by("open-settings").click()  # room for a long answer
     dialog = tab.by("settings-dialog")
     expect(dialog).to_be_visible()
@@ -91,7 +91,7 @@ def test_stop_ends_a_long_answer_and_marks_it_stopped(tab: Tab) -> None:
 
 def test_regenerate_replaces_the_last_answer(tab: Tab) -> None:
     tab.signed_in()
-    tab.by("new-chat").click()
+    tab.new_chat()
     tab.ask("Name one fruit.")
     conversation_id = tab.selected_conversation_id()
     before = tab.api("GET", f"/api/conversations/{conversation_id}")["messages"]
@@ -115,11 +115,11 @@ def test_regenerate_replaces_the_last_answer(tab: Tab) -> None:
 
 def test_reload_finds_the_conversation_and_the_sidebar_manages_it(tab: Tab) -> None:
     tab.signed_in()
-    tab.by("new-chat").click()
+    tab.new_chat()
     question = "What colour is the sky on a clear day?"
     answer_text = tab.ask(question).get_by_test_id("message-content").inner_text()
     conversation_id = tab.selected_conversation_id()
-    tab.by("new-chat").click()  # leave it, then come back after a reload
+    tab.new_chat()  # leave it, then come back after a reload
 
     tab.page.reload()
     item = tab.page.locator(f'[data-testid="conversation-item"][data-id="{conversation_id}"]')

@@ -38,7 +38,7 @@ def test_a_dropped_socket_reconnects_by_itself_and_says_so(tab: Tab) -> None:
     server = FlakyServer()
     tab.page.route_web_socket(re.compile(r"/ws$"), server.handle)
     tab.signed_in()
-    tab.by("new-chat").click()
+    tab.new_chat()
     tab.ask("Say hi.")
     expect(tab.by("connection-status")).to_have_count(0)
     assert server.connections == 1

@@ -19,7 +19,7 @@ def test_a_phone_can_open_the_sidebar_and_chat(open_tab) -> None:
     tab.by("sidebar-toggle").tap()
     expect(tab.by("sidebar")).to_be_visible()
     tab.shot("phone-sidebar")
-    tab.by("new-chat").tap()
+    tab.new_chat(tap=True)
     expect(tab.by("sidebar")).to_be_hidden()  # choosing a chat on a phone closes the list
 
     answer = tab.ask("Say hello in three words.")

@@ -22,7 +22,7 @@ def open_settings(tab: Tab):
 
 def test_settings_are_saved_and_kept(tab: Tab) -> None:
     tab.signed_in()
-    tab.by("new-chat").click()
+    tab.new_chat()
     tab.ask("Hello")
     conversation_id = tab.selected_conversation_id()
 
@@ -65,7 +65,7 @@ def test_settings_are_saved_and_kept(tab: Tab) -> None:
 
 def test_export_downloads_markdown_and_json(tab: Tab) -> None:
     tab.signed_in()
-    tab.by("new-chat").click()
+    tab.new_chat()
     question = "Say hi to the export test."
     answer = tab.ask(question).get_by_test_id("message-content").inner_text().strip()
     conversation_id = tab.selected_conversation_id()

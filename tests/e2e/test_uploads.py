@@ -30,7 +30,7 @@ def attach_and_ask(tab: Tab, name: str, question: str):
 
 def test_a_dropped_pdf_is_used_by_the_answer(tab: Tab) -> None:
     tab.signed_in()
-    tab.by("new-chat").click()
+    tab.new_chat()
     tab.drop_files([(PDF_NAME, "application/pdf", make_pdf([PDF_FACT]))])
     expect(tab.by("upload-chip").filter(has_text=PDF_NAME)).to_be_visible()
     tab.shot("upload-dropped-pdf")
@@ -46,7 +46,7 @@ def test_a_dropped_pdf_is_used_by_the_answer(tab: Tab) -> None:
 
 def test_a_picked_docx_is_used_by_the_answer(tab: Tab) -> None:
     tab.signed_in()
-    tab.by("new-chat").click()
+    tab.new_chat()
     expect(tab.by("attach")).to_be_visible()
     tab.pick_files([(DOCX_NAME, "application/octet-stream", make_docx([DOCX_FACT]))])
     answer = attach_and_ask(tab, DOCX_NAME, "What colour is the lighthouse of Port Wendel?")
@@ -55,7 +55,7 @@ def test_a_picked_docx_is_used_by_the_answer(tab: Tab) -> None:
 
 def test_too_large_and_wrong_type_files_are_refused_in_words(tab: Tab) -> None:
     tab.signed_in()
-    tab.by("new-chat").click()
+    tab.new_chat()
     # The app may check first in the browser; if it asks the server, these are the answers.
     tab.console.expect_http_error(413, "/api/files")
     tab.console.expect_http_error(415, "/api/files")

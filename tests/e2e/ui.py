@@ -134,6 +134,16 @@ class Tab:
     def answer_trace(self) -> list[tuple[str, int]]:
         return [tuple(entry) for entry in self.page.evaluate("window.__answerTrace")]
 
+    def new_chat(self, tap: bool = False) -> str:
+        """Start a new conversation and wait until the sidebar shows it selected, as a
+        person would before typing. Returns its id."""
+        button = self.by("new-chat")
+        button.tap() if tap else button.click()
+        selected = self.page.locator('[data-testid="conversation-item"][aria-current="page"]')
+        expect(selected).to_have_text("New chat")
+        expect(self.page.locator('[data-testid="message"]')).to_have_count(0)
+        return self.selected_conversation_id()
+
     def send(self, text: str) -> None:
         self.by("composer-input").fill(text)
         self.by("composer-input").press("Enter")

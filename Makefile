@@ -23,14 +23,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps nginx-config-builder==1.0.1
 	@touch $(STAMP)
 
-## system-deps: Debian packages the stack needs (nginx), installed when root, else named
+## system-deps: Debian packages the stack needs (nginx), installed when root, else named;
+## and Node.js 20+ with npm, which build the web app
 system-deps:
 	@$(call need_debian_packages,$(if $(shell command -v nginx || test -x /usr/sbin/nginx && echo y),,nginx-light))
+	@command -v npm >/dev/null || { echo "Node.js 20+ and npm are required (https://nodejs.org, or your distribution's nodejs 20 packages)" >&2; exit 1; }
 
 ## test-deps: what the tests need beyond that: chromium for the browser tests
 test-deps: system-deps
 	@$(call need_debian_packages,$(if $(wildcard /usr/bin/chromium),,chromium))
-	@command -v npm >/dev/null || { echo "Node.js 20+ and npm are required (https://nodejs.org, or your distribution's nodejs 20 packages)" >&2; exit 1; }
 
 # $(call need_debian_packages,PKGS): apt-get install PKGS when root, else say what to install.
 define need_debian_packages
@@ -47,7 +48,7 @@ define need_debian_packages
 endef
 
 ## run: the whole stack: model API, app service, nginx with TLS at https://localhost:8443
-run: install system-deps
+run: install system-deps web/node_modules/.package-lock.json
 	@exec $(PY) -m deploy.run_local
 
 ## certs: a local CA and a server certificate in deploy/certs/ (kept until near expiry)
@@ -56,8 +57,13 @@ certs: install
 	@$(LOAD_ENV); $(PY) -m deploy.certs
 
 ## test: every test, against the real model and real servers on loopback
-test: install test-deps
+test: install test-deps web/node_modules/.package-lock.json
+	cd web && npm test
 	$(PY) -m pytest
+
+# The web app's dependencies, reinstalled when its lockfile changes.
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
 
 ## doctor: check the stack layer by layer (GPU, CUDA, PyTorch, model, services, nginx, TLS)
 .PHONY: doctor

@@ -1,6 +1,6 @@
 """`make run`: the whole stack as local processes, with the commands compose runs.
 
-Prepares what the web tier needs (the web build or a placeholder page, certificates, the
+Prepares what the web tier needs (the web app's build, certificates, the
 rendered nginx config), then starts the model API, the app service and nginx in order,
 waiting for each to be healthy, and stops them all on Ctrl-C or SIGTERM. Every process gets
 the environment from `.env` (like compose's `env_file`) on top of the process environment.
@@ -27,7 +27,6 @@ from deploy.settings import DeploySettings
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WEB_DIR = ROOT / "web"
-PLACEHOLDER = Path(__file__).resolve().parent / "placeholder" / "index.html"
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -67,17 +66,13 @@ def nginx_binary() -> str:
 
 
 def build_web(web_root: Path) -> None:
-    """The React build when web/ has one; until then a placeholder page."""
-    if (WEB_DIR / "package.json").is_file():
-        if not (WEB_DIR / "node_modules").is_dir():
-            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=WEB_DIR, check=True)
-        # Straight into the folder nginx serves (WEB_ROOT, web/dist by default).
-        build = ["npm", "run", "build", "--", "--outDir", str(web_root), "--emptyOutDir"]
-        subprocess.run(build, cwd=WEB_DIR, check=True)
-        return
-    if not (web_root / "index.html").is_file():
-        web_root.mkdir(parents=True, exist_ok=True)
-        shutil.copy(PLACEHOLDER, web_root / "index.html")
+    """The React app, built straight into the folder nginx serves (WEB_ROOT)."""
+    if shutil.which("npm") is None:
+        raise SystemExit("npm is not installed: the web app needs Node.js 20+ and npm")
+    if not (WEB_DIR / "node_modules").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=WEB_DIR, check=True)
+    build = ["npm", "run", "build", "--", "--outDir", str(web_root), "--emptyOutDir"]
+    subprocess.run(build, cwd=WEB_DIR, check=True)
 
 
 def prepare_nginx(settings: DeploySettings) -> list[str]:

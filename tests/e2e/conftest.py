@@ -15,14 +15,13 @@ from playwright.sync_api import Browser, sync_playwright
 from tests.e2e.browser import ConsoleWatch, launch
 from tests.e2e.stack import Site, build_web, fresh_run_dir, fresh_web_root, start_site
 from tests.e2e.ui import Tab
-from tests.integration.conftest import model_api  # noqa: F401 - the real model API fixture
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 ACTION_TIMEOUT_MS = 20_000
 
 
 @pytest.fixture(scope="session")
-def site(tmp_path_factory: pytest.TempPathFactory, model_api) -> Iterator[Site]:  # noqa: F811
+def site(tmp_path_factory: pytest.TempPathFactory, model_api) -> Iterator[Site]:
     web_root, run_dir = fresh_web_root(), fresh_run_dir()
     try:
         build_web(web_root)

@@ -10,23 +10,10 @@ import openai
 import pytest
 import requests
 
-from tests.servers import RunningServer, start_app_service, start_model_api
+from tests.conftest import API_KEY, MODEL  # noqa: F401 - re-exported for the tests
+from tests.servers import RunningServer, start_app_service
 
-API_KEY = "test-model-api-key"
-MODEL = "SmolLM2-135M-Instruct"
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(scope="session")
-def model_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_model_api(
-        tmp_path_factory.mktemp("model_api"), MODEL_API_KEY=API_KEY, MODEL_API_MAX_BODY_MB="1"
-    )
-    try:
-        server.wait_healthy()
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

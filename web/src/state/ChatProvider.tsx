@@ -147,23 +147,34 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
     [loadConversation],
   );
 
-  const createConversation = useCallback(async (): Promise<string | null> => {
-    try {
-      const conversation = await rest.createConversation();
-      dispatch({ type: 'conversation/upsert', conversation });
-      dispatch({ type: 'conversation/select', id: conversation.id });
-      dispatch({ type: 'conversation/loaded', conversation });
-      return conversation.id;
-    } catch (e) {
-      fail(e);
-      return null;
-    }
+  // One creation at a time: a message sent while "New chat" is still being created must
+  // land in that conversation, not in a second one.
+  const creating = useRef<Promise<string | null> | null>(null);
+
+  const createConversation = useCallback((): Promise<string | null> => {
+    if (creating.current) return creating.current;
+    const pending = (async () => {
+      try {
+        const conversation = await rest.createConversation();
+        dispatch({ type: 'conversation/upsert', conversation });
+        dispatch({ type: 'conversation/select', id: conversation.id });
+        dispatch({ type: 'conversation/loaded', conversation });
+        return conversation.id;
+      } catch (e) {
+        fail(e);
+        return null;
+      } finally {
+        creating.current = null;
+      }
+    })();
+    creating.current = pending;
+    return pending;
   }, [fail]);
 
   const newChat = useCallback(async () => {
     const s = stateRef.current;
     // An empty conversation is already a new chat: don't pile up empty ones.
-    if (s.currentId && !s.loading && s.messages.length === 0) return;
+    if (!creating.current && s.currentId && !s.loading && s.messages.length === 0) return;
     await createConversation();
   }, [createConversation]);
 
@@ -188,7 +199,9 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
         notify('Not connected to the server yet. Try again in a moment.');
         return false;
       }
-      const id = stateRef.current.currentId ?? (await createConversation());
+      const id = creating.current
+        ? await creating.current
+        : (stateRef.current.currentId ?? (await createConversation()));
       if (!id) return false;
       dispatch({ type: 'turn/send', conversationId: id, content, attachments });
       const ok = socket.send({

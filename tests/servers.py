@@ -44,10 +44,10 @@ class RunningServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
             try:
-                if requests.get(self.url + path, timeout=2).status_code == 200:
+                if requests.get(self.url + path, timeout=5).status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except requests.RequestException:
+                pass  # not listening yet, or too busy loading the model to answer in time
             time.sleep(0.3)
         raise TimeoutError(f"server not healthy after {timeout}s:\n{self.log()}")
 

@@ -72,9 +72,9 @@ class RunningNginx(RunningServer):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nginx exited early:\n{self.log()}")
             try:
-                if requests.get(self.url + path, verify=self.ca, timeout=2).status_code == 200:
+                if requests.get(self.url + path, verify=self.ca, timeout=5).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             time.sleep(0.2)
         raise TimeoutError(f"nginx not healthy after {timeout}s:\n{self.log()}")

@@ -65,6 +65,13 @@ test: install test-deps web/node_modules/.package-lock.json
 web/node_modules/.package-lock.json: web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
 
+## bench: load the model API (each engine, interleaved) with concurrent streams; not part
+## of `make test`. Options: make bench ARGS="--quick" or ARGS="--full-stack" (see docs/benchmark.md)
+.PHONY: bench
+bench: install
+	@$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q 'matplotlib>=3.8'
+	$(PY) -m bench.run $(ARGS)
+
 ## doctor: check the stack layer by layer (GPU, CUDA, PyTorch, model, services, nginx, TLS)
 .PHONY: doctor
 doctor: install

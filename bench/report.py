@@ -115,8 +115,10 @@ def write_chart(path: Path, levels: list[LevelResult], title: str) -> bool:
         )
     tput.set(xlabel="concurrent streams (C)", ylabel="output tokens/s", title="throughput")
     ttft.set(xlabel="concurrent streams (C)", ylabel="seconds", title="TTFT p50")
+    levels_c = sorted({lv.concurrency for lv in levels})
     for axis in (tput, ttft):
         axis.set_xscale("log", base=2)
+        axis.set_xticks(levels_c, [str(c) for c in levels_c])
         axis.grid(True, alpha=0.3)
         axis.legend()
     fig.suptitle(title)

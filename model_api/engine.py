@@ -49,6 +49,10 @@ class Failed:
 Event = Delta | Finished | Failed
 
 
+class EngineBusy(Exception):
+    """The engine's queue is full: the request was not accepted; retry later."""
+
+
 class GenerationHandle:
     """The request side of one generation: read its events, or cancel it."""
 

@@ -7,12 +7,25 @@ import threading
 from collections.abc import Callable
 
 from chatstack.errors import APIError
-from model_api.engine import SequentialEngine
+from model_api.batching import BatchingEngine
+from model_api.engine import Engine, SequentialEngine
 from model_api.loading import LoadedModel, load_model
 from model_api.serving import ModelService
 from model_api.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def build_engine(settings: Settings, loaded: LoadedModel) -> Engine:
+    """The engine ENGINE names, sized by its settings."""
+    if settings.engine == "batching":
+        return BatchingEngine(
+            loaded,
+            max_batch_size=settings.max_batch_size,
+            max_waiting=settings.max_waiting,
+            prefill_chunk_tokens=settings.prefill_chunk_tokens,
+        )
+    return SequentialEngine(loaded)
 
 
 class ModelRuntime:
@@ -36,7 +49,7 @@ class ModelRuntime:
     def _load(self) -> None:
         try:
             loaded = self.loader(self.settings)
-            engine = SequentialEngine(loaded)
+            engine = build_engine(self.settings, loaded)
             engine.start()
             self.service = ModelService(self.settings, loaded, engine)
             log.info("model %s ready", self.settings.model_name)

@@ -12,7 +12,7 @@ from typing import Any
 
 from chatstack.errors import APIError
 from chatstack.sse import DONE, KEEPALIVE, sse_data
-from model_api.engine import Delta, Engine, Failed, Finished, GenerationHandle
+from model_api.engine import Delta, Engine, EngineBusy, Failed, Finished, GenerationHandle
 from model_api.formats import ChatFormat, CompletionFormat, OutputFormat, usage_dict
 from model_api.loading import LoadedModel
 from model_api.protocol import (
@@ -42,7 +42,7 @@ class ModelService:
         prompt_ids = self.chat_prompt_ids(req.messages)
         params = self._sampling_params(req, prompt_ids, req.token_limit(), "messages")
         fmt = ChatFormat(model=self.settings.model_name, include_usage=req.include_usage())
-        return self.engine.submit(prompt_ids, params), fmt
+        return self._submit(prompt_ids, params), fmt
 
     def start_completion(self, req: CompletionRequest) -> tuple[GenerationHandle, CompletionFormat]:
         self._check(req)
@@ -52,7 +52,7 @@ class ModelService:
             raise APIError(400, "prompt holds token ids outside the vocabulary", param="prompt")
         params = self._sampling_params(req, prompt_ids, req.max_tokens, "prompt")
         fmt = CompletionFormat(model=self.settings.model_name, include_usage=req.include_usage())
-        return self.engine.submit(prompt_ids, params), fmt
+        return self._submit(prompt_ids, params), fmt
 
     def tokenize(self, req: TokenizeRequest) -> dict[str, Any]:
         self._check_model(req.model)
@@ -77,6 +77,17 @@ class ModelService:
                 }
             ],
         }
+
+    def _submit(self, prompt_ids: list[int], params: SamplingParams) -> GenerationHandle:
+        try:
+            return self.engine.submit(prompt_ids, params)
+        except EngineBusy as exc:
+            raise APIError(
+                429,
+                f"The server is busy ({exc}); retry in a few seconds.",
+                code="server_busy",
+                headers={"Retry-After": "2"},
+            ) from exc
 
     # ---- prompts ---------------------------------------------------------------------
 

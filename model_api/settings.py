@@ -29,6 +29,10 @@ class Settings:
     max_model_len: int = 0
     keepalive_seconds: float = 15.0
     log_level: str = "info"
+    engine: str = "sequential"
+    max_batch_size: int = 8
+    max_waiting: int = 64
+    prefill_chunk_tokens: int = 256
 
     @property
     def embedded_model_dir(self) -> Path:
@@ -53,4 +57,8 @@ class Settings:
             max_model_len=env_int(env, "MAX_MODEL_LEN", 0, minimum=0),
             keepalive_seconds=env_float(env, "SSE_KEEPALIVE_SECONDS", 15.0, minimum=0.1),
             log_level=env_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            engine=env_choice(env, "ENGINE", "sequential", ("sequential", "batching")),
+            max_batch_size=env_int(env, "MAX_BATCH_SIZE", 8, minimum=1, maximum=256),
+            max_waiting=env_int(env, "MAX_WAITING", 64, minimum=1),
+            prefill_chunk_tokens=env_int(env, "PREFILL_CHUNK_TOKENS", 256, minimum=16),
         )

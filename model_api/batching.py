@@ -1,0 +1,269 @@
+"""Continuous (iteration-level) batching: every running sequence decodes in one forward.
+
+One thread owns the model, as in the sequential engine. Each iteration it prefills
+waiting prompts (alone, in chunks, within a token budget), merges each finished
+prefill into the running batch, and decodes one token for every running sequence.
+The batch's KV cache is left-padded: sequence i holds the last `length_i` columns,
+an attention mask hides the padding and explicit position ids keep each sequence's
+positions its own, so a sequence's tokens do not depend on its neighbours.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from model_api.engine import EngineBusy, GenerationHandle, SequenceOutput
+from model_api.loading import LoadedModel
+from model_api.sampling import Sampler, SamplingParams
+
+if TYPE_CHECKING:
+    from transformers import DynamicCache
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Sequence:
+    """One request inside the engine: its sampler, its output and where its prefill is."""
+
+    handle: GenerationHandle
+    output: SequenceOutput
+    sampler: Sampler
+    cache: DynamicCache | None = None  # its own cache while prefilling, then None
+    prefilled: int = 0
+    length: int = 0  # tokens in the KV cache
+    next_token: int = 0  # sampled, not yet fed to the model
+    logits: torch.Tensor | None = field(default=None, repr=False)
+
+
+class BatchingEngine:
+    """Generates for up to `max_batch_size` requests at once, one forward per step."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        max_batch_size: int = 8,
+        max_waiting: int = 64,
+        prefill_chunk_tokens: int = 256,
+    ) -> None:
+        self.loaded = loaded
+        self.max_batch_size = max_batch_size
+        self.max_waiting = max_waiting
+        self.prefill_chunk_tokens = prefill_chunk_tokens
+        self._waiting: collections.deque[GenerationHandle] = collections.deque()
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self.thread = threading.Thread(target=self._loop, name="generation", daemon=True)
+        self.prefilling: list[_Sequence] = []
+        self.running: list[_Sequence] = []
+        self.cache: DynamicCache | None = None
+        self.mask: torch.Tensor | None = None  # [batch, cache length], 1 where a token is
+
+    # ---- the request side ------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams) -> GenerationHandle:
+        """Queue a request; EngineBusy when `max_waiting` requests already wait."""
+        handle = GenerationHandle(prompt_ids, params)
+        with self._lock:
+            if self._queue_full():
+                # Clients that left while queued should not hold places in the queue.
+                self._drop_cancelled_waiting()
+            if self._queue_full():
+                raise EngineBusy(f"{len(self._waiting)} requests are already waiting")
+            self._waiting.append(handle)
+            self._wakeup.notify()
+        return handle
+
+    def stats(self) -> dict[str, int]:
+        """Sequences generating (or prefilling), queued, and in the decode batch."""
+        running, batch = len(self.prefilling) + len(self.running), len(self.running)
+        return {"running": running, "waiting": len(self._waiting), "batch_size": batch}
+
+    def _queue_full(self) -> bool:
+        """Whether `max_waiting` requests wait beyond those about to join the batch."""
+        free = self.max_batch_size - len(self.running) - len(self.prefilling)
+        return len(self._waiting) >= self.max_waiting + max(free, 0)
+
+    def _drop_cancelled_waiting(self) -> None:
+        for handle in [h for h in self._waiting if h.cancelled]:
+            self._waiting.remove(handle)
+            handle.done.set()
+
+    # ---- the generation thread -------------------------------------------------------
+
+    def _loop(self) -> None:
+        torch.set_grad_enabled(False)
+        with torch.inference_mode():
+            while True:
+                self._admit()
+                self._drop_cancelled()
+                self._prefill_step()
+                if self.running:
+                    try:
+                        self._decode_step()
+                    except Exception as exc:  # the engine must outlive any one batch
+                        log.exception("batched decode failed")
+                        self._fail_running(f"Generation failed: {type(exc).__name__}: {exc}")
+
+    def _admit(self) -> None:
+        """Move waiting requests into prefill while the batch has room; block when idle."""
+        with self._lock:
+            while not (self._waiting or self.running or self.prefilling):
+                self._wakeup.wait()
+            while self._waiting and len(self.running) + len(self.prefilling) < self.max_batch_size:
+                handle = self._waiting.popleft()
+                if handle.cancelled:
+                    handle.done.set()
+                    continue
+                output = SequenceOutput(handle, self.loaded.tokenizer, self.loaded.eos_token_ids)
+                sampler = Sampler(handle.params, self.loaded.vocab_size, self.loaded.device)
+                self.prefilling.append(_Sequence(handle, output, sampler))
+
+    def _drop_cancelled(self) -> None:
+        for seq in [s for s in self.prefilling if s.handle.cancelled]:
+            self.prefilling.remove(seq)
+            seq.handle.done.set()
+            log.info("generation cancelled while prefilling")
+        gone = [i for i, s in enumerate(self.running) if s.handle.cancelled]
+        if gone:
+            for i in gone:
+                seq = self.running[i]
+                log.info("generation cancelled after %d tokens", seq.output.completion_tokens)
+                seq.handle.done.set()
+            self._remove_rows(gone)
+
+    def _prefill_step(self) -> None:
+        """Spend up to one chunk's worth of prompt tokens, oldest request first."""
+        budget = self.prefill_chunk_tokens
+        for seq in list(self.prefilling):
+            if budget <= 0:
+                break
+            try:
+                budget -= self._prefill_chunk(seq, budget)
+            except Exception as exc:  # one bad prompt fails one request, not the engine
+                log.exception("prefill failed")
+                self.prefilling.remove(seq)
+                seq.output.fail(f"Generation failed: {type(exc).__name__}: {exc}")
+                continue
+            if seq.prefilled == len(seq.handle.prompt_ids):
+                self.prefilling.remove(seq)
+                self._start_decoding(seq)
+
+    def _prefill_chunk(self, seq: _Sequence, budget: int) -> int:
+        prompt = seq.handle.prompt_ids
+        chunk = prompt[seq.prefilled : seq.prefilled + min(budget, self.prefill_chunk_tokens)]
+        if seq.cache is None:
+            # Imported here: transformers takes seconds to import, and the server must
+            # answer /health while the model loads.
+            from transformers import DynamicCache
+
+            seq.cache = DynamicCache(config=self.loaded.model.config)
+        ids = torch.tensor([chunk], dtype=torch.long, device=self.loaded.device)
+        # logits_to_keep=1: only the last position's logits are ever needed.
+        out = self.loaded.model(input_ids=ids, cache=seq.cache, use_cache=True, logits_to_keep=1)
+        seq.prefilled += len(chunk)
+        seq.logits = out.logits[0, -1]
+        return len(chunk)
+
+    def _start_decoding(self, seq: _Sequence) -> None:
+        """Sample the first token from the prefill; join the batch unless already done."""
+        assert seq.logits is not None and seq.cache is not None
+        token = seq.sampler.next_token(seq.logits.float())
+        seq.logits = None
+        if seq.output.push_token(token):
+            seq.cache = None
+            return
+        seq.next_token, seq.length = token, len(seq.handle.prompt_ids)
+        self._merge(seq)
+
+    # ---- the batch's KV cache --------------------------------------------------------
+
+    def _merge(self, seq: _Sequence) -> None:
+        """Add a prefilled sequence as the batch's last row, left-padding whichever is shorter."""
+        assert seq.cache is not None
+        new_cache, seq.cache = seq.cache, None
+        device = self.loaded.device
+        if not self.running:
+            self.cache = new_cache
+            self.mask = torch.ones((1, seq.length), dtype=torch.long, device=device)
+            self.running.append(seq)
+            return
+        assert self.cache is not None and self.mask is not None
+        width = max(self.mask.shape[1], seq.length)
+        for old, new in zip(self.cache.layers, new_cache.layers, strict=True):
+            old.keys = torch.cat([_pad_left(old.keys, width), _pad_left(new.keys, width)])
+            old.values = torch.cat([_pad_left(old.values, width), _pad_left(new.values, width)])
+        new_mask = torch.ones((1, seq.length), dtype=torch.long, device=device)
+        self.mask = torch.cat([_pad_left(self.mask, width), _pad_left(new_mask, width)])
+        self.running.append(seq)
+
+    def _remove_rows(self, rows: list[int]) -> None:
+        """Drop finished rows and the padding columns no remaining row needs."""
+        drop = set(rows)
+        self.running = [s for i, s in enumerate(self.running) if i not in drop]
+        if not self.running:
+            self.cache, self.mask = None, None
+            return
+        assert self.cache is not None and self.mask is not None
+        device = self.loaded.device
+        keep = torch.tensor([i for i in range(self.mask.shape[0]) if i not in drop], device=device)
+        start = self.mask.shape[1] - max(s.length for s in self.running)
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(0, keep)[:, :, start:]
+            layer.values = layer.values.index_select(0, keep)[:, :, start:]
+        self.mask = self.mask.index_select(0, keep)[:, start:]
+
+    def _decode_step(self) -> None:
+        assert self.mask is not None
+        device = self.loaded.device
+        ids = torch.tensor([[s.next_token] for s in self.running], device=device)
+        # Position = tokens already cached for that row, whatever padding precedes them.
+        positions = torch.tensor([[s.length] for s in self.running], device=device)
+        mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+        out = self.loaded.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=self.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        self.cache, self.mask = out.cache, mask
+        logits = out.logits[:, -1].float()
+        finished = []
+        for i, seq in enumerate(self.running):
+            seq.length += 1
+            seq.next_token = seq.sampler.next_token(logits[i])
+            if seq.output.push_token(seq.next_token):
+                finished.append(i)
+        if finished:
+            self._remove_rows(finished)
+
+    def _fail_running(self, message: str) -> None:
+        for seq in self.running:
+            seq.output.fail(message)
+        self.running, self.cache, self.mask = [], None, None
+
+
+def _pad_left(tensor: torch.Tensor, width: int) -> torch.Tensor:
+    """Zeros before `tensor` along its sequence dimension (-2 for KV, -1 for a mask)."""
+    dim = -1 if tensor.dim() == 2 else -2
+    missing = width - tensor.shape[dim]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)

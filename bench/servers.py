@@ -20,15 +20,15 @@ from pathlib import Path
 import requests
 
 from deploy.certs import ensure_certs
-from deploy.settings import DeploySettings
 from model_api.settings import PROJECT_ROOT
 from tests.integration.nginx_server import (
     RunningNginx,
+    loopback_settings,
     nginx_available,
     start_nginx,
     world_readable_dir,
 )
-from tests.servers import RunningServer, free_port, start_app_service, start_model_api
+from tests.servers import RunningServer, start_app_service, start_model_api
 
 MODEL = "SmolLM2-135M-Instruct"
 ENGINES = ("sequential", "batching")
@@ -196,22 +196,15 @@ def add_full_stack(servers: EngineServers, tmp: Path) -> None:
     servers._dirs += [web_root, run_dir]
     (web_root / "index.html").write_text("<!doctype html><title>chatstack bench</title>")
     (web_root / "index.html").chmod(0o644)
-    https_port, http_port, app_port = free_port(), free_port(), free_port()
-    certs = stack_tmp / "certs"
-    settings = DeploySettings(
-        server_name="localhost",
-        https_port=https_port,
-        http_port=http_port,
-        listen_address="127.0.0.1",
-        tls_cert=certs / "server.pem",
-        tls_key=certs / "server-key.pem",
-        certs_dir=certs,
-        web_root=web_root,
-        app_upstream=f"127.0.0.1:{app_port}",
-        run_dir=run_dir,
+    settings = loopback_settings(
+        stack_tmp / "certs",
+        web_root,
+        run_dir,
         # The benchmark sends far more than a person would: nginx's limit must not shape it.
         chat_rate_per_minute=100_000,
     )
+    app_port = int(settings.app_upstream.rsplit(":", 1)[1])
+    certs = settings.certs_dir
     ensure_certs(settings)
     servers.app = start_app_service(
         stack_tmp,

@@ -16,10 +16,14 @@ from pathlib import Path
 import requests
 
 from deploy.certs import ensure_certs
-from deploy.settings import DeploySettings
 from tests.integration.conftest import API_KEY
-from tests.integration.nginx_server import RunningNginx, start_nginx, world_readable_dir
-from tests.servers import ROOT, RunningServer, free_port, start_app_service
+from tests.integration.nginx_server import (
+    RunningNginx,
+    loopback_settings,
+    start_nginx,
+    world_readable_dir,
+)
+from tests.servers import ROOT, RunningServer, start_app_service
 
 WEB_DIR = ROOT / "web"
 # Small, so that "too large" needs only a few MB; nginx and the app service share it.
@@ -83,23 +87,16 @@ def run_npm(args: list[str]) -> None:
 def start_site(tmp: Path, model_api_url: str, web_root: Path, run_dir: Path) -> Site:
     """Certificates, the app service and nginx; waits until nginx reaches the app service.
     The caller stops site.nginx and site.app."""
-    https_port, http_port, app_port = free_port(), free_port(), free_port()
-    certs = tmp / "certs"
-    settings = DeploySettings(
-        server_name="localhost",
-        https_port=https_port,
-        http_port=http_port,
-        listen_address="127.0.0.1",
-        tls_cert=certs / "server.pem",
-        tls_key=certs / "server-key.pem",
-        certs_dir=certs,
-        web_root=web_root,
-        app_upstream=f"127.0.0.1:{app_port}",
+    settings = loopback_settings(
+        tmp / "certs",
+        web_root,
+        run_dir,
         max_upload_mb=MAX_UPLOAD_MB,
-        run_dir=run_dir,
         # Every test signs up or logs in from 127.0.0.1; the production limit would trip.
         login_rate_per_minute=600,
     )
+    app_port = int(settings.app_upstream.rsplit(":", 1)[1])
+    certs = settings.certs_dir
     ensure_certs(settings)
     app = start_app_service(
         tmp,

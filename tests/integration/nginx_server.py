@@ -24,6 +24,29 @@ from tests.servers import RunningServer
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
+def loopback_settings(
+    certs: Path, web_root: Path, run_dir: Path, **overrides: object
+) -> DeploySettings:
+    """The web tier on free loopback ports, with its certificates in `certs` and the app
+    service expected on `app_upstream` (also a free port unless given)."""
+    from tests.servers import free_port
+
+    fields: dict[str, object] = {
+        "server_name": "localhost",
+        "https_port": free_port(),
+        "http_port": free_port(),
+        "listen_address": "127.0.0.1",
+        "tls_cert": certs / "server.pem",
+        "tls_key": certs / "server-key.pem",
+        "certs_dir": certs,
+        "web_root": web_root,
+        "app_upstream": f"127.0.0.1:{free_port()}",
+        "run_dir": run_dir,
+        **overrides,
+    }
+    return DeploySettings(**fields)  # type: ignore[arg-type]
+
+
 def nginx_available() -> bool:
     return Path(NGINX).is_file()
 

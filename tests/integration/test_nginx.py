@@ -30,10 +30,11 @@ from tests.integration.chat_client import close_websocket
 from tests.integration.conftest import API_KEY, MODEL, PASSWORD
 from tests.integration.nginx_server import (
     RunningNginx,
+    loopback_settings,
     start_nginx,
     world_readable_dir,
 )
-from tests.servers import RunningServer, free_port, start_app_service
+from tests.servers import RunningServer, start_app_service
 
 NPM_CLIENT = Path(__file__).parent / "npm_client"
 INDEX_HTML = "<!doctype html><title>chatstack</title><div id=root></div>"
@@ -75,21 +76,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_api: RunningServer) ->
     (web_root / "assets" / ASSET).write_text(ASSET_JS)
     for path in (web_root / "index.html", web_root / "assets" / ASSET):
         path.chmod(0o644)
-    https_port, http_port, app_port = free_port(), free_port(), free_port()
-    certs = tmp / "certs"
-    settings = DeploySettings(
-        server_name="localhost",
-        https_port=https_port,
-        http_port=http_port,
-        listen_address="127.0.0.1",
-        tls_cert=certs / "server.pem",
-        tls_key=certs / "server-key.pem",
-        certs_dir=certs,
-        web_root=web_root,
-        app_upstream=f"127.0.0.1:{app_port}",
+    settings = loopback_settings(
+        tmp / "certs",
+        web_root,
+        run_dir,
         max_upload_mb=1,
-        run_dir=run_dir,
     )
+    app_port = int(settings.app_upstream.rsplit(":", 1)[1])
+    certs = settings.certs_dir
     ensure_certs(settings)
     app = start_app_service(
         tmp,

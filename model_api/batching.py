@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from model_api.engine import EngineBusy, GenerationHandle, SequenceOutput
+from model_api.engine import EngineBusy, GenerationHandle, GenerationThread, SequenceOutput
 from model_api.loading import LoadedModel
 from model_api.sampling import Sampler, SamplingParams
 
@@ -42,7 +42,7 @@ class _Sequence:
     logits: torch.Tensor | None = field(default=None, repr=False)
 
 
-class BatchingEngine:
+class BatchingEngine(GenerationThread):
     """Generates for up to `max_batch_size` requests at once, one forward per step."""
 
     def __init__(
@@ -59,20 +59,13 @@ class BatchingEngine:
         self._waiting: collections.deque[GenerationHandle] = collections.deque()
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
-        self.thread = threading.Thread(target=self._loop, name="generation", daemon=True)
         self.prefilling: list[_Sequence] = []
         self.running: list[_Sequence] = []
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None  # [batch, cache length], 1 where a token is
+        super().__init__()
 
     # ---- the request side ------------------------------------------------------------
-
-    def start(self) -> None:
-        self.thread.start()
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
 
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> GenerationHandle:
         """Queue a request; EngineBusy when `max_waiting` requests already wait."""

@@ -6,6 +6,7 @@ batching engine can replace the sequential one without touching the routes.
 
 from __future__ import annotations
 
+import abc
 import logging
 import queue
 import threading
@@ -130,14 +131,11 @@ class SequenceOutput:
         return True
 
 
-class SequentialEngine:
-    """Generates for one request at a time, in submission order, on its own thread."""
+class GenerationThread(abc.ABC):
+    """The one thread that owns the model: engines run their `_loop` on it."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
-        self.loaded = loaded
-        self.waiting: queue.Queue[GenerationHandle] = queue.Queue()
+    def __init__(self) -> None:
         self.thread = threading.Thread(target=self._loop, name="generation", daemon=True)
-        self.busy = threading.Event()
 
     def start(self) -> None:
         self.thread.start()
@@ -145,6 +143,19 @@ class SequentialEngine:
     @property
     def alive(self) -> bool:
         return self.thread.is_alive()
+
+    @abc.abstractmethod
+    def _loop(self) -> None: ...
+
+
+class SequentialEngine(GenerationThread):
+    """Generates for one request at a time, in submission order, on its own thread."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.waiting: queue.Queue[GenerationHandle] = queue.Queue()
+        self.busy = threading.Event()
+        super().__init__()
 
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> GenerationHandle:
         handle = GenerationHandle(prompt_ids, params)

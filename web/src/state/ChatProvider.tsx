@@ -235,20 +235,6 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
     dispatch({ type: 'turn/regenerate', conversationId: s.currentId });
   }, [notify]);
 
-  const rename = useCallback(
-    async (id: string, title: string) => {
-      try {
-        const conversation = await rest.patchConversation(id, { title });
-        dispatch({ type: 'conversation/upsert', conversation });
-        return true;
-      } catch (e) {
-        fail(e);
-        return false;
-      }
-    },
-    [fail],
-  );
-
   const remove = useCallback(
     async (id: string) => {
       try {
@@ -263,10 +249,11 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
     [fail],
   );
 
-  const saveSettings = useCallback(
-    async (id: string, settings: Partial<ConversationSettings>) => {
+  // Title and settings go through one PATCH; the server answers with the conversation.
+  const patch = useCallback(
+    async (id: string, fields: rest.ConversationPatch) => {
       try {
-        const conversation = await rest.patchConversation(id, settings);
+        const conversation = await rest.patchConversation(id, fields);
         dispatch({ type: 'conversation/upsert', conversation });
         return true;
       } catch (e) {
@@ -275,6 +262,11 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
       }
     },
     [fail],
+  );
+  const rename = useCallback((id: string, title: string) => patch(id, { title }), [patch]);
+  const saveSettings = useCallback(
+    (id: string, settings: Partial<ConversationSettings>) => patch(id, settings),
+    [patch],
   );
 
   const dismissToast = useCallback((id: number) => dispatch({ type: 'toast/dismiss', id }), []);

@@ -31,6 +31,10 @@ def format_table(levels: list[LevelResult]) -> str:
     return "\n".join([HEADER, "-" * len(HEADER), *(format_row(level) for level in levels)])
 
 
+# Ratios printed per concurrency level: what each step of the work bought.
+PAIRS = (("batching", "baseline"), ("sequential", "baseline"), ("batching", "sequential"))
+
+
 def _find(levels: list[LevelResult], engine: str, path: str, c: int) -> LevelResult | None:
     for level in levels:
         if (level.engine, level.path, level.concurrency) == (engine, path, c):
@@ -39,21 +43,22 @@ def _find(levels: list[LevelResult], engine: str, path: str, c: int) -> LevelRes
 
 
 def comparisons(levels: list[LevelResult]) -> list[dict]:
-    """Per concurrency: batching/sequential (direct), and full-stack vs direct per engine."""
+    """Per concurrency: each pair of PAIRS (direct), and full-stack vs direct per engine."""
     rows = []
     for c in sorted({level.concurrency for level in levels}):
-        seq = _find(levels, "sequential", "direct", c)
-        batch = _find(levels, "batching", "direct", c)
-        if seq and batch and seq.throughput_tok_s:
-            rows.append(
-                {
-                    "kind": "batching/sequential",
-                    "concurrency": c,
-                    "throughput_ratio": batch.throughput_tok_s / seq.throughput_tok_s,
-                    "ttft_p50_ratio": _ratio(batch.ttft_p50_s, seq.ttft_p50_s),
-                }
-            )
-        for engine in ("sequential", "batching"):
+        for faster, slower in PAIRS:
+            new = _find(levels, faster, "direct", c)
+            old = _find(levels, slower, "direct", c)
+            if new and old and old.throughput_tok_s:
+                rows.append(
+                    {
+                        "kind": f"{faster}/{slower}",
+                        "concurrency": c,
+                        "throughput_ratio": new.throughput_tok_s / old.throughput_tok_s,
+                        "ttft_p50_ratio": _ratio(new.ttft_p50_s, old.ttft_p50_s),
+                    }
+                )
+        for engine in dict.fromkeys(level.engine for level in levels):
             direct = _find(levels, engine, "direct", c)
             full = _find(levels, engine, "full-stack", c)
             if direct and full and direct.throughput_tok_s:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from model_api.attention import use_row_attention
 from model_api.engine import EngineBusy, GenerationHandle, GenerationThread, SequenceOutput
 from model_api.loading import LoadedModel
 from model_api.sampling import Sampler, SamplingParams
@@ -63,6 +64,7 @@ class BatchingEngine(GenerationThread):
         self.running: list[_Sequence] = []
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None  # [batch, cache length], 1 where a token is
+        self.rows_attend_alone = _try_row_attention(loaded.model)
         super().__init__()
 
     # ---- the request side ------------------------------------------------------------
@@ -139,13 +141,18 @@ class BatchingEngine(GenerationThread):
             self._remove_rows(gone)
 
     def _prefill_step(self) -> None:
-        """Spend up to one chunk's worth of prompt tokens, oldest request first."""
+        """Prefill one chunk for as many prompts as a chunk's worth of tokens allows.
+
+        A prompt is always cut at the same places (every PREFILL_CHUNK_TOKENS), whatever
+        else is waiting: the cut changes the arithmetic, and a prompt must give the same
+        answer in a batch as alone. The budget only decides who goes this step.
+        """
         budget = self.prefill_chunk_tokens
         for seq in list(self.prefilling):
             if budget <= 0:
                 break
             try:
-                budget -= self._prefill_chunk(seq, budget)
+                budget -= self._prefill_chunk(seq)
             except Exception as exc:  # one bad prompt fails one request, not the engine
                 log.exception("prefill failed")
                 self.prefilling.remove(seq)
@@ -155,9 +162,9 @@ class BatchingEngine(GenerationThread):
                 self.prefilling.remove(seq)
                 self._start_decoding(seq)
 
-    def _prefill_chunk(self, seq: _Sequence, budget: int) -> int:
+    def _prefill_chunk(self, seq: _Sequence) -> int:
         prompt = seq.handle.prompt_ids
-        chunk = prompt[seq.prefilled : seq.prefilled + min(budget, self.prefill_chunk_tokens)]
+        chunk = prompt[seq.prefilled : seq.prefilled + self.prefill_chunk_tokens]
         if seq.cache is None:
             # Imported here: transformers takes seconds to import, and the server must
             # answer /health while the model loads.
@@ -226,6 +233,8 @@ class BatchingEngine(GenerationThread):
         # Position = tokens already cached for that row, whatever padding precedes them.
         positions = torch.tensor([[s.length] for s in self.running], device=device)
         mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+        # Keys per row, this step's included: row_attention attends over exactly those.
+        rows = {"row_lengths": [s.length + 1 for s in self.running]}
         out = self.loaded.model(
             input_ids=ids,
             attention_mask=mask,
@@ -233,6 +242,7 @@ class BatchingEngine(GenerationThread):
             cache=self.cache,
             use_cache=True,
             logits_to_keep=1,
+            **(rows if self.rows_attend_alone else {}),
         )
         self.cache, self.mask = out.cache, mask
         logits = out.logits[:, -1].float()
@@ -249,6 +259,16 @@ class BatchingEngine(GenerationThread):
         for seq in self.running:
             seq.output.fail(message)
         self.running, self.cache, self.mask = [], None, None
+
+
+def _try_row_attention(model: object) -> bool:
+    """Switch the model to row_attention; a model that cannot take it keeps its own."""
+    try:
+        use_row_attention(model)
+    except (ValueError, AttributeError) as exc:
+        log.warning("batched answers may differ from lone ones in the last bits: %s", exc)
+        return False
+    return True
 
 
 def _pad_left(tensor: torch.Tensor, width: int) -> torch.Tensor:

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from model_api.quantization import quantize_int4
 from model_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class LoadedModel:
     max_model_len: int
     vocab_size: int
     eos_token_ids: frozenset[int]
+    quantization: str = "none"  # "int4" when the linears run 4-bit (model_api/quantization.py)
 
     @property
     def has_chat_template(self) -> bool:
@@ -51,6 +53,24 @@ def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
+
+
+def wants_int4(settings: Settings, device: torch.device) -> bool:
+    """Whether to try int4 linears: a CPU-only kernel that computes in bfloat16."""
+    if settings.quantization == "none":
+        return False
+    if device.type != "cpu":
+        if settings.quantization == "int4":
+            raise ModelLoadError("QUANTIZATION=int4 runs on the CPU only; use auto or none")
+        return False
+    if settings.dtype in ("float32", "float16"):
+        if settings.quantization == "int4":
+            raise ModelLoadError(
+                f"QUANTIZATION=int4 computes in bfloat16, not DTYPE={settings.dtype}; "
+                "set DTYPE=auto or bfloat16"
+            )
+        return False  # an explicit dtype outranks QUANTIZATION=auto
+    return True
 
 
 def rss_mb() -> float:
@@ -111,14 +131,27 @@ def load_model(settings: Settings) -> LoadedModel:
 
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
+    try_int4 = wants_int4(settings, device)
     source, extra = pretrained_source(settings.model_path)
     log.info("loading %s on %s as %s", settings.model_path, device, dtype)
     with logged_step("tokenizer", device):
         tokenizer = AutoTokenizer.from_pretrained(source, **extra)
     with logged_step("weights", device):
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra)
+        # int4 codes are found from the checkpoint's exact values, so load those in fp32.
+        load_dtype = torch.float32 if try_int4 else dtype
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=load_dtype, **extra)
         model.to(device)
         model.eval()
+    quantization = "none"
+    if try_int4:
+        with logged_step("int4 linears", device):
+            swapped = quantize_int4(model, force=settings.quantization == "int4")
+        if swapped:
+            quantization, dtype = "int4", torch.bfloat16
+            log.info("int4: %d linears run 4-bit, the rest of the model in bfloat16", swapped)
+        else:
+            log.info("int4: the weights are not 4-bit; QUANTIZATION=int4 would cut them")
+        model.to(dtype)
     config = model.config
     trained_len = int(getattr(config, "max_position_embeddings", 2048))
     max_len = settings.max_model_len or trained_len
@@ -135,6 +168,7 @@ def load_model(settings: Settings) -> LoadedModel:
         max_model_len=int(max_len),
         vocab_size=int(config.vocab_size),
         eos_token_ids=eos_token_ids(model, tokenizer),
+        quantization=quantization,
     )
 
 

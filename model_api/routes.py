@@ -37,6 +37,7 @@ def health() -> tuple[Response, int]:
         body.update(
             device=str(loaded.device),
             dtype=str(loaded.dtype).removeprefix("torch."),
+            quantization=loaded.quantization,
             **rt.service.engine.stats(),
         )
     if rt.error:

@@ -21,6 +21,7 @@ class Settings:
     models_dir: Path
     device: str = "auto"
     dtype: str = "auto"
+    quantization: str = "auto"
     host: str = "127.0.0.1"
     port: int = 8001
     api_key: str = ""
@@ -29,8 +30,8 @@ class Settings:
     max_model_len: int = 0
     keepalive_seconds: float = 15.0
     log_level: str = "info"
-    engine: str = "sequential"
-    max_batch_size: int = 8
+    engine: str = "batching"
+    max_batch_size: int = 16
     max_waiting: int = 64
     prefill_chunk_tokens: int = 256
 
@@ -49,6 +50,7 @@ class Settings:
             models_dir=models_dir,
             device=env_choice(env, "DEVICE", "auto", ("auto", "cpu", "cuda")),
             dtype=env_choice(env, "DTYPE", "auto", ("auto", "float32", "bfloat16", "float16")),
+            quantization=env_choice(env, "QUANTIZATION", "auto", ("auto", "none", "int4")),
             host=env_str(env, "MODEL_API_HOST", "127.0.0.1"),
             port=env_int(env, "MODEL_API_PORT", 8001, minimum=1, maximum=65535),
             api_key=env_str(env, "MODEL_API_KEY", ""),
@@ -57,8 +59,8 @@ class Settings:
             max_model_len=env_int(env, "MAX_MODEL_LEN", 0, minimum=0),
             keepalive_seconds=env_float(env, "SSE_KEEPALIVE_SECONDS", 15.0, minimum=0.1),
             log_level=env_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
-            engine=env_choice(env, "ENGINE", "sequential", ("sequential", "batching")),
-            max_batch_size=env_int(env, "MAX_BATCH_SIZE", 8, minimum=1, maximum=256),
+            engine=env_choice(env, "ENGINE", "batching", ("batching", "sequential")),
+            max_batch_size=env_int(env, "MAX_BATCH_SIZE", 16, minimum=1, maximum=256),
             max_waiting=env_int(env, "MAX_WAITING", 64, minimum=1),
             prefill_chunk_tokens=env_int(env, "PREFILL_CHUNK_TOKENS", 256, minimum=16),
         )

@@ -9,6 +9,7 @@ import torch
 from model_api.batching import BatchingEngine, _pad_left
 from model_api.engine import Delta, EngineBusy, Finished
 from model_api.loading import LoadedModel
+from model_api.quantization import quantize_int4
 from model_api.sampling import SamplingParams
 from model_api.settings import Settings
 
@@ -22,30 +23,41 @@ class TokenNames:
         return "".join(f"<{i}>" for i in ids)
 
 
-@pytest.fixture(scope="module")
-def loaded() -> LoadedModel:
+def tiny_llama(quantization: str) -> LoadedModel:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=64,  # a multiple of the int4 kernel's group of 32
+        intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=256,
     )
     model = LlamaForCausalLM(config).eval()
+    dtype = torch.float32
+    if quantization == "int4":
+        assert quantize_int4(model, force=True) > 0
+        dtype = torch.bfloat16
+        model.to(dtype)
     return LoadedModel(
         tokenizer=TokenNames(),
         model=model,
         device=torch.device("cpu"),
-        dtype=torch.float32,
+        dtype=dtype,
         max_model_len=256,
         vocab_size=VOCAB,
         eos_token_ids=frozenset(),
+        quantization=quantization,
     )
+
+
+@pytest.fixture(scope="module", params=["none", "int4"])
+def loaded(request: pytest.FixtureRequest) -> LoadedModel:
+    """The same tiny model in fp32, and with int4 linears in bf16 (the CPU default)."""
+    return tiny_llama(request.param)
 
 
 def text_of(handle) -> str:
@@ -106,4 +118,4 @@ def test_engine_settings_are_read_from_the_environment() -> None:
     settings = Settings.from_env({**env, "PREFILL_CHUNK_TOKENS": "64"})
     assert (settings.engine, settings.max_batch_size, settings.max_waiting) == ("batching", 4, 3)
     assert settings.prefill_chunk_tokens == 64
-    assert Settings.from_env({}).engine == "sequential"
+    assert Settings.from_env({}).engine == "batching"

@@ -1,0 +1,110 @@
+"""int4 linears: 4-bit weights are found again exactly, others are left alone unless forced,
+and a batch of rows gives each row what it gets alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model_api.loading import ModelLoadError, wants_int4
+from model_api.quantization import (
+    GROUP_SIZE,
+    Int4Linear,
+    four_bit_codes,
+    min_max_codes,
+    quantize_int4,
+)
+from model_api.settings import Settings
+
+
+def four_bit_weight(out_features: int = 16, in_features: int = 64, levels: int = 16):
+    """Q4_1-style weights: per group of 32, min + q * step with fp16 min and step."""
+    torch.manual_seed(1)
+    groups = in_features // GROUP_SIZE
+    codes = torch.randint(0, levels, (out_features, groups, GROUP_SIZE)).float()
+    step = (torch.rand(out_features, groups, 1) * 0.05 + 0.001).half().float()
+    low = (torch.randn(out_features, groups, 1) * 0.1).half().float()
+    return (low + codes * step).reshape(out_features, in_features)
+
+
+def dequantize(codes: torch.Tensor, steps: torch.Tensor, lows: torch.Tensor) -> torch.Tensor:
+    out_features = codes.shape[0]
+    grouped = codes.float().reshape(out_features, -1, GROUP_SIZE)
+    return (lows.unsqueeze(-1) + grouped * steps.unsqueeze(-1)).reshape(out_features, -1)
+
+
+@pytest.mark.parametrize("levels", [16, 9, 2])
+def test_four_bit_weights_are_found_again_exactly(levels: int) -> None:
+    weight = four_bit_weight(levels=levels)
+    found = four_bit_codes(weight)
+    assert found is not None
+    codes, steps, lows = found
+    assert int(codes.min()) >= 0 and int(codes.max()) <= 15
+    assert torch.allclose(dequantize(codes, steps, lows), weight, atol=1e-6, rtol=0)
+
+
+def test_weights_that_are_not_four_bit_are_recognised() -> None:
+    torch.manual_seed(2)
+    assert four_bit_codes(torch.randn(8, 64)) is None
+    codes = min_max_codes(torch.randn(8, 64))[0]  # forced: close, not exact
+    assert int(codes.max()) == 15
+
+
+def test_int4_linear_matches_its_dequantized_weight() -> None:
+    weight = four_bit_weight()
+    codes, steps, lows = four_bit_codes(weight)  # type: ignore[misc]
+    linear = Int4Linear(codes, steps, lows)
+    x = torch.randn(5, weight.shape[1])
+    expected = x @ weight.t()
+    got = linear(x.bfloat16()).float()
+    assert got.shape == (5, weight.shape[0])
+    assert (got - expected).abs().max() < 0.05 * expected.abs().max()
+
+
+def test_a_row_gets_the_same_bits_alone_and_in_a_batch() -> None:
+    codes, steps, lows = four_bit_codes(four_bit_weight())  # type: ignore[misc]
+    linear = Int4Linear(codes, steps, lows)
+    rows = torch.randn(8, 64).bfloat16()
+    batched = linear(rows)
+    for i in range(8):
+        assert torch.equal(linear(rows[i : i + 1]), batched[i : i + 1])
+
+
+def tiny_model(weight_fn) -> torch.nn.Module:
+    model = torch.nn.Sequential(torch.nn.Linear(64, 16, bias=False), torch.nn.ReLU())
+    with torch.no_grad():
+        model[0].weight.copy_(weight_fn())
+    return model
+
+
+def test_auto_quantizes_only_four_bit_models() -> None:
+    four_bit = tiny_model(four_bit_weight)
+    assert quantize_int4(four_bit, force=False) == 1
+    assert isinstance(four_bit[0], Int4Linear)
+    dense = tiny_model(lambda: torch.randn(16, 64))
+    assert quantize_int4(dense, force=False) == 0
+    assert isinstance(dense[0], torch.nn.Linear)
+    assert quantize_int4(dense, force=True) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "device", "expected"),
+    [
+        ({}, "cpu", True),
+        ({"QUANTIZATION": "none"}, "cpu", False),
+        ({"DTYPE": "float32"}, "cpu", False),  # an explicit dtype outranks auto
+        ({"DTYPE": "bfloat16"}, "cpu", True),
+        ({}, "cuda", False),
+    ],
+)
+def test_when_int4_is_tried(env: dict[str, str], device: str, expected: bool) -> None:
+    assert wants_int4(Settings.from_env(env), torch.device(device)) is expected
+
+
+@pytest.mark.parametrize(
+    ("env", "device"),
+    [({"QUANTIZATION": "int4"}, "cuda"), ({"QUANTIZATION": "int4", "DTYPE": "float32"}, "cpu")],
+)
+def test_impossible_int4_requests_are_refused_clearly(env: dict[str, str], device: str) -> None:
+    with pytest.raises(ModelLoadError, match="QUANTIZATION=int4"):
+        wants_int4(Settings.from_env(env), torch.device(device))

@@ -14,7 +14,7 @@ import collections
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -52,9 +52,12 @@ class BatchingEngine(GenerationThread):
         max_batch_size: int = 8,
         max_waiting: int = 64,
         prefill_chunk_tokens: int = 256,
+        kv_cache_mb: int = 1024,
     ) -> None:
         self.loaded = loaded
         self.max_batch_size = max_batch_size
+        self.kv_bytes_per_token = kv_bytes_per_token(loaded.model.config, loaded.dtype)
+        self.kv_cache_tokens = kv_cache_mb * 2**20 // self.kv_bytes_per_token
         self.max_waiting = max_waiting
         self.prefill_chunk_tokens = prefill_chunk_tokens
         self._waiting: collections.deque[GenerationHandle] = collections.deque()
@@ -83,9 +86,36 @@ class BatchingEngine(GenerationThread):
         return handle
 
     def stats(self) -> dict[str, int]:
-        """Sequences generating (or prefilling), queued, and in the decode batch."""
+        """Sequences generating (or prefilling), queued, in the decode batch; KV cache use."""
         running, batch = len(self.prefilling) + len(self.running), len(self.running)
-        return {"running": running, "waiting": len(self._waiting), "batch_size": batch}
+        return {
+            "running": running,
+            "waiting": len(self._waiting),
+            "batch_size": batch,
+            "kv_cache_tokens": self._cache_tokens(),
+            "kv_cache_capacity_tokens": self.kv_cache_tokens,
+        }
+
+    def _cache_tokens(self) -> int:
+        """Token slots the KV caches hold now: the padded batch plus each prefill's own."""
+        mask = self.mask
+        batch = mask.shape[0] * mask.shape[1] if mask is not None else 0
+        return batch + sum(s.prefilled for s in self.prefilling)
+
+    def _cache_fits(self, prompt_len: int) -> bool:
+        """Whether one more sequence keeps the padded batch within KV_CACHE_MB.
+
+        Every row is as wide as the widest, so the batch costs rows x width slots. A lone
+        request always runs (MAX_MODEL_LEN bounds it); the batch may outgrow the budget
+        as it decodes, by the tokens its requests still generate.
+        """
+        active = self.prefilling + self.running
+        if not active:
+            return True
+        width = max([len(s.handle.prompt_ids) for s in active] + [prompt_len])
+        if self.mask is not None:
+            width = max(width, self.mask.shape[1])
+        return (len(active) + 1) * (width + 1) <= self.kv_cache_tokens
 
     def _queue_full(self) -> bool:
         """Whether `max_waiting` requests wait beyond those about to join the batch."""
@@ -119,6 +149,8 @@ class BatchingEngine(GenerationThread):
             while not (self._waiting or self.running or self.prefilling):
                 self._wakeup.wait()
             while self._waiting and len(self.running) + len(self.prefilling) < self.max_batch_size:
+                if not self._cache_fits(len(self._waiting[0].prompt_ids)):
+                    break  # it waits until finished sequences free their rows
                 handle = self._waiting.popleft()
                 if handle.cancelled:
                     handle.done.set()
@@ -259,6 +291,15 @@ class BatchingEngine(GenerationThread):
         for seq in self.running:
             seq.output.fail(message)
         self.running, self.cache, self.mask = [], None, None
+
+
+def kv_bytes_per_token(config: Any, dtype: torch.dtype) -> int:
+    """Keys and values of one token across all layers, from the model's shape."""
+    heads = int(getattr(config, "num_attention_heads", 1))
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = getattr(config, "head_dim", None) or int(config.hidden_size) // heads
+    layers = int(getattr(config, "num_hidden_layers", 1))
+    return 2 * layers * kv_heads * int(head_dim) * torch.empty((), dtype=dtype).element_size()
 
 
 def _try_row_attention(model: object) -> bool:

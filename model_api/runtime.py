@@ -24,6 +24,7 @@ def build_engine(settings: Settings, loaded: LoadedModel) -> Engine:
             max_batch_size=settings.max_batch_size,
             max_waiting=settings.max_waiting,
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
+            kv_cache_mb=settings.kv_cache_mb,
         )
     return SequentialEngine(loaded)
 

@@ -34,6 +34,7 @@ class Settings:
     max_batch_size: int = 16
     max_waiting: int = 64
     prefill_chunk_tokens: int = 256
+    kv_cache_mb: int = 1024
 
     @property
     def embedded_model_dir(self) -> Path:
@@ -63,4 +64,5 @@ class Settings:
             max_batch_size=env_int(env, "MAX_BATCH_SIZE", 16, minimum=1, maximum=256),
             max_waiting=env_int(env, "MAX_WAITING", 64, minimum=1),
             prefill_chunk_tokens=env_int(env, "PREFILL_CHUNK_TOKENS", 256, minimum=16),
+            kv_cache_mb=env_int(env, "KV_CACHE_MB", 1024, minimum=16),
         )

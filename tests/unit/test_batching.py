@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_api.batching import BatchingEngine, _pad_left
+from model_api.batching import BatchingEngine, _pad_left, kv_bytes_per_token
 from model_api.engine import Delta, EngineBusy, Finished
 from model_api.loading import LoadedModel
 from model_api.quantization import quantize_int4
@@ -82,7 +82,9 @@ def test_batched_greedy_equals_alone(loaded: LoadedModel) -> None:
     alone = [text_of(engine.submit(p, g)) for p, g in zip(PROMPTS, greedy, strict=True)]
     handles = [engine.submit(p, g) for p, g in zip(PROMPTS, greedy, strict=True)]
     assert [text_of(h) for h in handles] == alone
-    assert engine.stats() == {"running": 0, "waiting": 0, "batch_size": 0}
+    stats = engine.stats()
+    assert (stats["running"], stats["waiting"], stats["batch_size"]) == (0, 0, 0)
+    assert stats["kv_cache_tokens"] == 0
 
 
 def test_seeded_sample_is_reproducible_in_a_batch(loaded: LoadedModel) -> None:
@@ -119,3 +121,25 @@ def test_engine_settings_are_read_from_the_environment() -> None:
     assert (settings.engine, settings.max_batch_size, settings.max_waiting) == ("batching", 4, 3)
     assert settings.prefill_chunk_tokens == 64
     assert Settings.from_env({}).engine == "batching"
+
+
+def test_kv_bytes_per_token_follow_the_model_shape() -> None:
+    from transformers import LlamaConfig
+
+    smollm2 = LlamaConfig(
+        hidden_size=576, num_attention_heads=9, num_key_value_heads=3, num_hidden_layers=30
+    )
+    assert kv_bytes_per_token(smollm2, torch.bfloat16) == 2 * 30 * 3 * 64 * 2
+    assert kv_bytes_per_token(smollm2, torch.float32) == 2 * 30 * 3 * 64 * 4
+
+
+def test_a_full_kv_cache_makes_requests_wait_not_fail(loaded: LoadedModel) -> None:
+    engine = BatchingEngine(loaded, max_batch_size=4, max_waiting=4, kv_cache_mb=16)
+    per_token = kv_bytes_per_token(loaded.model.config, loaded.dtype)
+    engine.kv_cache_tokens = 60  # room for one 40-token prompt's row, not two
+    engine.start()
+    greedy = SamplingParams(max_tokens=6, temperature=0)
+    alone = text_of(engine.submit(PROMPTS[3], greedy))
+    handles = [engine.submit(PROMPTS[3], greedy) for _ in range(3)]
+    assert [text_of(h) for h in handles] == [alone] * 3
+    assert per_token > 0 and engine.stats()["kv_cache_tokens"] == 0

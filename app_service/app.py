@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask, Response, jsonify
 
 from app_service import accounts, api_keys, conversations, db, files, passthrough, ws_chat
@@ -11,15 +9,14 @@ from app_service.settings import Settings
 from app_service.upstream import UpstreamPool
 from chatstack import __version__
 from chatstack.errors import register_error_handlers
+from chatstack.logs import configure_logging, install_request_ids
+from chatstack.metrics import instrument_requests
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app: migrate the database, connect to the model APIs, register routes."""
     settings = settings or Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     db.migrate(settings.db_path)
@@ -33,6 +30,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     pool.start()
     app.extensions["chatstack_upstreams"] = pool
 
+    install_request_ids(app)  # before any hook that may answer (an API key check)
+    instrument_requests(app)
     register_error_handlers(app)
     db.init_app(app)
     for blueprint in (

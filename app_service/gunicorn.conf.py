@@ -10,5 +10,7 @@ from chatstack.gunicorn_config import load_or_exit, threaded_server
 
 _settings = load_or_exit(Settings)
 globals().update(
-    threaded_server(_settings.host, _settings.port, _settings.threads, _settings.log_level)
+    threaded_server(
+        _settings.host, _settings.port, _settings.threads, _settings.log_level, _settings.log_format
+    )
 )

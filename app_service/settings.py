@@ -40,6 +40,7 @@ class Settings:
     chunk_tokens: int = 400
     chat_max_tokens: int = 512
     log_level: str = "info"
+    log_format: str = "text"
 
     @property
     def db_path(self) -> Path:
@@ -77,6 +78,7 @@ class Settings:
             chunk_tokens=env_int(env, "CHUNK_TOKENS", 400, minimum=50),
             chat_max_tokens=env_int(env, "CHAT_MAX_TOKENS", 512, minimum=1),
             log_level=env_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            log_format=env_choice(env, "LOG_FORMAT", "text", ("text", "json")),
         )
 
 

@@ -36,6 +36,7 @@ from app_service.upstream_wire import (
     never_reached,
 )
 from chatstack.errors import APIError
+from chatstack.logs import REQUEST_ID_HEADER, current_request_id
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,9 @@ class UpstreamPool:
                     "The request holds NaN or Infinity, which JSON does not allow.",
                     code="invalid_json",
                 ) from None
-        headers = {"Content-Type": "application/json"} if data is not None else None
+        headers = request_id_headers()
+        if data is not None:
+            headers["Content-Type"] = "application/json"
         tried: set[str] = set()
         while True:
             upstream = self._acquire(model, tried)
@@ -258,7 +261,9 @@ class UpstreamPool:
             upstream = next(u for u in self._upstreams if u.url == url)
             try:
                 with self._lease(upstream):
-                    reply = self.session.get(url + "/v1/models", timeout=self.timeout)
+                    reply = self.session.get(
+                        url + "/v1/models", headers=request_id_headers(), timeout=self.timeout
+                    )
                 if reply.status_code != 200:
                     raise error_from_response(reply)
                 data = reply.json().get("data", [])
@@ -384,3 +389,9 @@ class StreamAbort:
     def disarm(self) -> None:
         with self._lock:
             self._armed = False
+
+
+def request_id_headers() -> dict[str, str]:
+    """The current request's id for the model API, so both services log the same id."""
+    rid = current_request_id()
+    return {REQUEST_ID_HEADER: rid} if rid != "-" else {}

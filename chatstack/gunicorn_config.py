@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chatstack.envsettings import SettingsError
+from chatstack.logs import gunicorn_logconfig
 
 
 def load_or_exit(settings_cls: Any) -> Any:
@@ -15,7 +16,9 @@ def load_or_exit(settings_cls: Any) -> Any:
         raise SystemExit(f"configuration error: {exc}") from None
 
 
-def threaded_server(host: str, port: int, threads: int, log_level: str) -> dict[str, Any]:
+def threaded_server(
+    host: str, port: int, threads: int, log_level: str, log_format: str = "text"
+) -> dict[str, Any]:
     """gunicorn settings for a single-process, many-thread service."""
     return {
         "bind": f"{host}:{port}",
@@ -30,9 +33,12 @@ def threaded_server(host: str, port: int, threads: int, log_level: str) -> dict[
         "timeout": 120,
         "graceful_timeout": 10,
         "keepalive": 5,
-        "accesslog": "-",
+        # The app logs one access line per request itself (chatstack/logs.py), with its
+        # request id and in LOG_FORMAT; gunicorn's own lines go through the same formatter.
+        "accesslog": None,
         "errorlog": "-",
         "loglevel": log_level,
+        "logconfig_dict": gunicorn_logconfig(log_level, log_format),
         # gunicorn 27's control socket has one default path per user: two servers on one
         # machine would fight over it, and nothing here uses it.
         "control_socket_disable": True,

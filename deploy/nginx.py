@@ -195,6 +195,17 @@ def error_json(status: int, settings: DeploySettings) -> str:
     return body
 
 
+ACCESS_LOG_FORMATS = {
+    "text": "chatstack '$remote_addr - $remote_user [$time_local] \"$request\" $status "
+    "$body_bytes_sent \"$http_referer\" \"$http_user_agent\" request_id=$request_id "
+    "request_time=$request_time'",
+    "json": "chatstack escape=json '{\"ts\":\"$time_iso8601\",\"level\":\"info\","
+    "\"logger\":\"nginx.access\",\"request_id\":\"$request_id\","
+    "\"remote\":\"$remote_addr\",\"method\":\"$request_method\",\"path\":\"$uri\","
+    "\"status\":$status,\"bytes\":$body_bytes_sent,\"duration_s\":$request_time}'",
+}
+
+
 # ---- blocks ------------------------------------------------------------------------------
 
 
@@ -207,7 +218,10 @@ def _http_block(settings: DeploySettings, local: bool) -> Block:
         "keepalive_timeout": "65s",
         "charset": "utf-8",
         "default_type": "application/octet-stream",
-        "access_log": str(run / "access.log") if local else "/dev/stdout",
+        # One line per request with its id ($request_id, also sent to the app service as
+        # X-Request-ID), in LOG_FORMAT like the services' own lines.
+        "log_format": ACCESS_LOG_FORMATS[settings.log_format],
+        "access_log": f"{run / 'access.log' if local else '/dev/stdout'} chatstack",
         "gzip": "on",
         "gzip_vary": "on",
         "gzip_min_length": 256,
@@ -347,6 +361,8 @@ def _proxy_location(path: str, upstream: str, *, limit: str | None = None) -> Lo
             "X-Real-IP $remote_addr",
             "X-Forwarded-For $proxy_add_x_forwarded_for",
             "X-Forwarded-Proto $scheme",
+            # nginx's id for this request, not the client's: logs join on it.
+            "X-Request-ID $request_id",
             # Drop the client's hop-by-hop Connection header.
             'Connection ""',
         ],
@@ -362,6 +378,7 @@ def _websocket_location(path: str, upstream: str, *, limit: str) -> Location:
             "X-Real-IP $remote_addr",
             "X-Forwarded-For $proxy_add_x_forwarded_for",
             "X-Forwarded-Proto $scheme",
+            "X-Request-ID $request_id",
             "Upgrade $http_upgrade",
             "Connection $connection_upgrade",
         ],

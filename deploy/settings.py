@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatstack.envsettings import env_int, env_str
+from chatstack.envsettings import env_choice, env_int, env_str
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +34,7 @@ class DeploySettings:
     run_dir: Path = PROJECT_ROOT / "deploy" / "run"
     login_rate_per_minute: int = 10
     chat_rate_per_minute: int = 60
+    log_format: str = "text"  # LOG_FORMAT, shared with both services: nginx's access log too
 
     @property
     def site_origin(self) -> str:
@@ -60,4 +61,5 @@ class DeploySettings:
             run_dir=Path(env_str(env, "NGINX_RUN_DIR", str(cls.run_dir))),
             login_rate_per_minute=env_int(env, "LOGIN_RATE_PER_MINUTE", 10, minimum=1),
             chat_rate_per_minute=env_int(env, "CHAT_RATE_PER_MINUTE", 60, minimum=1),
+            log_format=env_choice(env, "LOG_FORMAT", "text", ("text", "json")),
         )

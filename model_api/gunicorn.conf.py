@@ -9,5 +9,7 @@ from model_api.settings import Settings
 
 _settings = load_or_exit(Settings)
 globals().update(
-    threaded_server(_settings.host, _settings.port, _settings.threads, _settings.log_level)
+    threaded_server(
+        _settings.host, _settings.port, _settings.threads, _settings.log_level, _settings.log_format
+    )
 )

@@ -30,6 +30,7 @@ class Settings:
     max_model_len: int = 0
     keepalive_seconds: float = 15.0
     log_level: str = "info"
+    log_format: str = "text"
     engine: str = "batching"
     max_batch_size: int = 16
     max_waiting: int = 64
@@ -60,6 +61,7 @@ class Settings:
             max_model_len=env_int(env, "MAX_MODEL_LEN", 0, minimum=0),
             keepalive_seconds=env_float(env, "SSE_KEEPALIVE_SECONDS", 15.0, minimum=0.1),
             log_level=env_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            log_format=env_choice(env, "LOG_FORMAT", "text", ("text", "json")),
             engine=env_choice(env, "ENGINE", "batching", ("batching", "sequential")),
             max_batch_size=env_int(env, "MAX_BATCH_SIZE", 16, minimum=1, maximum=256),
             max_waiting=env_int(env, "MAX_WAITING", 64, minimum=1),

@@ -363,7 +363,7 @@ def test_local_variant_keeps_everything_under_run_dir(settings: DeploySettings) 
     assert [args for _, args in find(parsed, "daemon")] == [["off"]]
     assert find(parsed, "pid")[0][1] == [f"{run}/nginx.pid"]
     assert find(parsed, "error_log")[0][1][0] == f"{run}/error.log"
-    assert find(parsed, "access_log")[0][1] == [f"{run}/access.log"]
+    assert find(parsed, "access_log")[0][1] == [f"{run}/access.log", "chatstack"]
     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         ((_, args),) = find(parsed, f"{kind}_temp_path")
         assert args[0].startswith(run + "/")
@@ -374,7 +374,7 @@ def test_compose_variant_logs_to_the_container_output(settings: DeploySettings) 
     parsed = parse(settings, "compose")
     assert find(parsed, "daemon") == []  # the image's command passes -g 'daemon off;'
     assert find(parsed, "error_log")[0][1][0] == "stderr"
-    assert find(parsed, "access_log")[0][1] == ["/dev/stdout"]
+    assert find(parsed, "access_log")[0][1] == ["/dev/stdout", "chatstack"]
     assert find(parsed, "client_body_temp_path") == []
 
 

@@ -279,3 +279,51 @@ def test_images_pin_what_the_local_install_pins():
 def test_dockerignore_keeps_secrets_and_state_out_of_images():
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".env", "deploy/certs", "models", "data", ".venv", ".git"} <= ignored
+
+
+# ---- the opt-in monitoring profile --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory) -> dict:
+    """The CPU variant with `--profile monitoring`, without a .env."""
+    project_dir = tmp_path_factory.mktemp("compose-monitoring")
+    result = compose(
+        project_dir, VARIANTS["cpu"], "--profile", "monitoring", "config", "--format", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["services"]
+
+
+def test_prometheus_runs_only_with_the_monitoring_profile(services, monitored):
+    assert "prometheus" not in services
+    assert monitored["prometheus"]["profiles"] == ["monitoring"]
+    assert set(monitored) == {"model_api", "app_service", "web", "prometheus"}
+
+
+def test_prometheus_scrapes_both_services_where_compose_puts_them(monitored):
+    import yaml
+
+    prometheus = monitored["prometheus"]
+    mounts = {m["target"]: m for m in prometheus["volumes"]}
+    config_mount = mounts["/etc/prometheus/prometheus.yml"]
+    assert config_mount["read_only"] is True
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"model_api", "app_service"}
+    ports = {"model_api": "8001", "app_service": "8000"}
+    for name, job in jobs.items():
+        assert job["metrics_path"] == "/metrics"
+        assert job["static_configs"][0]["targets"] == [f"{name}:{ports[name]}"]
+        port_setting = "MODEL_API_PORT" if name == "model_api" else "APP_PORT"
+        assert monitored[name]["environment"][port_setting] == ports[name]
+        shared = set(prometheus["networks"]) & set(monitored[name]["networks"])
+        assert shared, f"prometheus cannot reach {name}"
+    # The model API's key: written from .env into the file Prometheus reads it from.
+    key_file = jobs["model_api"]["authorization"]["credentials_file"]
+    assert key_file in prometheus["command"][0] and "MODEL_API_KEY" in prometheus["command"][0]
+
+
+def test_prometheus_ui_is_published_on_loopback_only(monitored):
+    (port,) = monitored["prometheus"]["ports"]
+    assert (port["host_ip"], port["target"]) == ("127.0.0.1", 9090)

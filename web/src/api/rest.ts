@@ -1,5 +1,6 @@
 /** The REST API under /api: every fetch the app makes lives here. */
 import type {
+  AdminStatus,
   ApiKey,
   Conversation,
   ConversationSettings,
@@ -124,3 +125,6 @@ export const listKeys = () => request<{ data: ApiKey[] }>('GET', '/api/keys').th
 export const createKey = (name: string) => request<NewApiKey>('POST', '/api/keys', { name });
 
 export const revokeKey = (id: string) => request<void>('DELETE', `/api/keys/${encodeURIComponent(id)}`);
+
+/** The admin status page's data (403 for everyone else). */
+export const getAdminStatus = () => request<AdminStatus>('GET', '/api/admin/status');

@@ -119,3 +119,54 @@ export type ClientFrame =
   | { type: 'regenerate'; conversation_id: string }
   | { type: 'stop' }
   | { type: 'ping' };
+
+/** GET /api/admin/status: the app service, and each model server with its recent history. */
+export interface AdminStatus {
+  app: { status: string; version?: string | null; uptime_s?: number | null; open_websockets?: number | null };
+  interval_s?: number | null;
+  upstreams: UpstreamStatus[];
+}
+
+export interface UpstreamStatus {
+  url: string;
+  healthy: boolean;
+  error?: string | null;
+  /** The model server's /health; null while it does not answer. */
+  health?: {
+    status?: string | null;
+    model?: string | null;
+    device?: string | null;
+    dtype?: string | null;
+    quantization?: string | null;
+    version?: string | null;
+    running?: number | null;
+    waiting?: number | null;
+    /** Only the batching engine reports these. */
+    batch_size?: number | null;
+    kv_cache_tokens?: number | null;
+    kv_cache_capacity_tokens?: number | null;
+  } | null;
+  gpus?: { available: boolean; devices?: GpuDevice[] | null } | null;
+  history?: StatusSample[] | null;
+}
+
+export interface GpuDevice {
+  index: number;
+  name?: string | null;
+  utilization_pct?: number | null;
+  memory_used_mb?: number | null;
+  memory_total_mb?: number | null;
+  temperature_c?: number | null;
+  power_w?: number | null;
+}
+
+/** One sample of an upstream's load; `t` is a Unix time in seconds. */
+export interface StatusSample {
+  t: number;
+  tokens_per_s?: number | null;
+  ttft_avg_s?: number | null;
+  running?: number | null;
+  waiting?: number | null;
+  gpu_utilization_pct?: number | null;
+  gpu_memory_used_mb?: number | null;
+}

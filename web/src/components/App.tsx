@@ -7,6 +7,7 @@ import { AuthScreen } from './AuthScreen';
 import { ChatView } from './ChatView';
 import { KeysPage } from './KeysPage';
 import { Sidebar } from './Sidebar';
+import { StatusPage } from './StatusPage';
 import { ConnectionStatus, Toasts } from './Toasts';
 
 const NARROW = '(max-width: 767px)';
@@ -30,7 +31,7 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
   // Two states, so that a passing change of width (rotation, a screenshot) never reopens the list.
   const [desktopOpen, setDesktopOpen] = useState(true);
   const [phoneOpen, setPhoneOpen] = useState(false);
-  const [page, setPage] = useState<'chat' | 'keys'>('chat');
+  const [page, setPage] = useState<'chat' | 'keys' | 'status'>('chat');
   const sidebarOpen = narrow ? phoneOpen : desktopOpen;
 
   const isNarrowNow = () => window.matchMedia?.(NARROW).matches ?? narrow;
@@ -64,6 +65,7 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
         user={auth.user}
         theme={theme}
         keysOpen={page === 'keys'}
+        statusOpen={page === 'status'}
         onSearch={chat.setSearch}
         onSelect={(id) => {
           setPage('chat');
@@ -81,6 +83,10 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
           setPage('keys');
           closeOnPhone();
         }}
+        onOpenStatus={() => {
+          setPage('status');
+          closeOnPhone();
+        }}
         onToggleTheme={toggleTheme}
         onLogout={() => void auth.signOut()}
       />
@@ -89,6 +95,8 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
         <ConnectionStatus status={chat.state.socketStatus} />
         {page === 'keys' ? (
           <KeysPage onBack={() => setPage('chat')} onToggleSidebar={toggleSidebar} onError={onError} />
+        ) : page === 'status' && auth.user?.is_admin ? (
+          <StatusPage onBack={() => setPage('chat')} onToggleSidebar={toggleSidebar} onError={onError} />
         ) : (
           <ChatView onToggleSidebar={toggleSidebar} />
         )}

@@ -4,6 +4,12 @@ import type { Theme } from '../state/theme';
 import { ConfirmDialog } from './ConfirmDialog';
 import { KeyIcon, LogoutIcon, MoonIcon, PencilIcon, PlusIcon, SearchIcon, SunIcon, TrashIcon } from './icons';
 
+const PulseIcon = () => (
+  <svg width="18" height="18" viewBox="0 0 24 24" fill="none" stroke="currentColor" strokeWidth="2" strokeLinecap="round" strokeLinejoin="round" aria-hidden="true" focusable="false">
+    <path d="M3 12h4l3-8 4 16 3-8h4" />
+  </svg>
+);
+
 interface Props {
   open: boolean;
   conversations: Conversation[];
@@ -12,12 +18,15 @@ interface Props {
   user: User | null;
   theme: Theme;
   keysOpen: boolean;
+  statusOpen: boolean;
   onSearch: (q: string) => void;
   onSelect: (id: string) => void;
   onNew: () => void;
   onRename: (id: string, title: string) => Promise<boolean>;
   onDelete: (id: string) => Promise<boolean>;
   onOpenKeys: () => void;
+  /** Shown to admins only. */
+  onOpenStatus: () => void;
   onToggleTheme: () => void;
   onLogout: () => void;
 }
@@ -165,6 +174,17 @@ export function Sidebar(props: Props) {
           <KeyIcon />
           <span>API keys</span>
         </button>
+        {user?.is_admin ? (
+          <button
+            type="button"
+            className={`side-btn${props.statusOpen ? ' active' : ''}`}
+            data-testid="nav-status"
+            onClick={props.onOpenStatus}
+          >
+            <PulseIcon />
+            <span>Status</span>
+          </button>
+        ) : null}
         <button
           type="button"
           className="side-btn"

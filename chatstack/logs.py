@@ -101,8 +101,13 @@ def gunicorn_logconfig(level: str, log_format: str) -> dict[str, Any]:
                 "filters": ["request_id"],
             }
         },
+        # gunicorn merges this over its defaults key by key: root and both of its loggers
+        # must be named, or its own handlers are missing.
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
         "loggers": {
-            "gunicorn.error": {"level": level.upper(), "handlers": ["stderr"], "propagate": False}
+            "gunicorn.error": {"level": level.upper(), "handlers": ["stderr"], "propagate": False},
+            # Each service writes its own access line (install_request_ids).
+            "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
         },
     }
 

@@ -101,3 +101,23 @@ def test_text_format_names_the_request(capsys) -> None:
         root.setLevel(old_level)
     err = capsys.readouterr().err
     assert "INFO x [" in err and "]: hello" in err
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_gunicorn_accepts_the_log_config(log_format) -> None:
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+
+    from chatstack.gunicorn_config import threaded_server
+
+    config = Config()
+    for key, value in threaded_server("127.0.0.1", 1, 2, "info", log_format).items():
+        config.set(key, value)
+    root = logging.getLogger()
+    old_handlers, old_level = root.handlers[:], root.level
+    try:
+        logger = Logger(config)  # raises "Unable to configure root logger" when incomplete
+        assert not logger.access_log.isEnabledFor(logging.INFO)
+    finally:
+        root.handlers[:] = old_handlers
+        root.setLevel(old_level)

@@ -31,7 +31,8 @@ class Int4Linear(torch.nn.Module):
         super().__init__()
         out_features, in_features = codes.shape
         self.in_features, self.out_features = in_features, out_features
-        self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1))
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.to(torch.int32), 1)
+        self.register_buffer("packed", packed)
         # The kernel computes (q - 8) * scale + zero, so zero = min + 8 * step.
         zeros = lows + 8 * scales
         pairs = torch.stack([scales, zeros], dim=-1).transpose(0, 1).contiguous()
@@ -101,7 +102,8 @@ def _groups(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 def _codes(groups: torch.Tensor, lows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     safe = torch.where(steps == 0, torch.ones_like(steps), steps)
     codes = ((groups - lows.unsqueeze(-1)) / safe.unsqueeze(-1)).round().clamp(0, LEVELS)
-    return codes.to(torch.int32).reshape(groups.shape[0], -1)
+    # uint8: a whole model's codes are held at once while QUANTIZATION=auto decides.
+    return codes.to(torch.uint8).reshape(groups.shape[0], -1)
 
 
 Swap = tuple[torch.nn.Module, str, torch.nn.Linear]

@@ -87,6 +87,8 @@ MIME_TYPES = {
 # reads the same JSON whether nginx or the app refused: status -> (type, code, message).
 NGINX_ERRORS: dict[int, tuple[str, str, str]] = {
     400: ("invalid_request_error", "bad_request", "The request could not be understood."),
+    # METRICS_ALLOW's `deny all` (and any other refusal nginx makes itself).
+    403: ("permission_error", "forbidden", "Your address may not read this."),
     404: ("not_found_error", "not_found", "Not found."),
     413: ("invalid_request_error", "request_too_large", ""),  # message names the limit
     429: (
@@ -196,13 +198,13 @@ def error_json(status: int, settings: DeploySettings) -> str:
 
 
 ACCESS_LOG_FORMATS = {
-    "text": "chatstack '$remote_addr - $remote_user [$time_local] \"$request\" $status "
-    "$body_bytes_sent \"$http_referer\" \"$http_user_agent\" request_id=$request_id "
+    "text": 'chatstack \'$remote_addr - $remote_user [$time_local] "$request" $status '
+    '$body_bytes_sent "$http_referer" "$http_user_agent" request_id=$request_id '
     "request_time=$request_time'",
-    "json": "chatstack escape=json '{\"ts\":\"$time_iso8601\",\"level\":\"info\","
-    "\"logger\":\"nginx.access\",\"request_id\":\"$request_id\","
-    "\"remote\":\"$remote_addr\",\"method\":\"$request_method\",\"path\":\"$uri\","
-    "\"status\":$status,\"bytes\":$body_bytes_sent,\"duration_s\":$request_time}'",
+    "json": 'chatstack escape=json \'{"ts":"$time_iso8601","level":"info",'
+    '"logger":"nginx.access","request_id":"$request_id",'
+    '"remote":"$remote_addr","method":"$request_method","path":"$uri",'
+    '"status":$status,"bytes":$body_bytes_sent,"duration_s":$request_time}\'',
 }
 
 
@@ -316,6 +318,7 @@ def _https_server(settings: DeploySettings, local: bool) -> Block:
         _proxy_location("= /v1/completions", upstream, limit="chat burst=10 nodelay"),
         # A socket runs one answer at a time; limiting its handshakes bounds the rest.
         _websocket_location("= /ws", upstream, limit="chat burst=10 nodelay"),
+        *_metrics_locations(settings, upstream),
         *(_error_location(status, settings) for status in NGINX_ERRORS),
     ]
     options: dict[str, object] = {
@@ -339,7 +342,27 @@ def _https_server(settings: DeploySettings, local: bool) -> Block:
     return Block("server", *sections, **options)
 
 
-def _proxy_location(path: str, upstream: str, *, limit: str | None = None) -> Location:
+def _metrics_locations(settings: DeploySettings, upstream: str) -> list[Location]:
+    """The app service's /metrics, only when METRICS_ALLOW names who may scrape it.
+
+    Without it /metrics is not proxied at all (the path falls to the web app). The model
+    API's metrics never pass through nginx: it is not on nginx's network.
+    """
+    if not settings.metrics_allow:
+        return []
+    # allow lines first, then deny: nginx takes the first rule that matches.
+    rules = [KeyValuesMultiLines("allow", list(settings.metrics_allow))]
+    rules.append(KeyValuesMultiLines("deny", ["all"]))
+    return [_proxy_location("= /metrics", upstream, access_rules=rules)]
+
+
+def _proxy_location(
+    path: str,
+    upstream: str,
+    *,
+    limit: str | None = None,
+    access_rules: list[KeyValuesMultiLines] | None = None,
+) -> Location:
     """/api and /v1: replies unbuffered, so SSE reaches the client token by token; request
     bodies buffered (the default), so a slow upload holds an nginx connection, not one of
     the app's threads; timeouts that outlast a long answer."""
@@ -367,7 +390,7 @@ def _proxy_location(path: str, upstream: str, *, limit: str | None = None) -> Lo
             'Connection ""',
         ],
     )
-    return Location(path, headers, **options)
+    return Location(path, headers, *(access_rules or []), **options)
 
 
 def _websocket_location(path: str, upstream: str, *, limit: str) -> Location:

@@ -6,12 +6,13 @@ service; only the upstream addresses and paths differ between the two.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatstack.envsettings import env_choice, env_int, env_str
+from chatstack.envsettings import SettingsError, env_choice, env_int, env_str
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +36,9 @@ class DeploySettings:
     login_rate_per_minute: int = 10
     chat_rate_per_minute: int = 60
     log_format: str = "text"  # LOG_FORMAT, shared with both services: nginx's access log too
+    # Addresses/CIDRs allowed to scrape the app service's /metrics through nginx; empty:
+    # nginx does not publish it.
+    metrics_allow: tuple[str, ...] = ()
 
     @property
     def site_origin(self) -> str:
@@ -62,4 +66,18 @@ class DeploySettings:
             login_rate_per_minute=env_int(env, "LOGIN_RATE_PER_MINUTE", 10, minimum=1),
             chat_rate_per_minute=env_int(env, "CHAT_RATE_PER_MINUTE", 60, minimum=1),
             log_format=env_choice(env, "LOG_FORMAT", "text", ("text", "json")),
+            metrics_allow=_address_list(env, "METRICS_ALLOW"),
         )
+
+
+def _address_list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or CIDR ranges, each checked (nginx's `allow` syntax)."""
+    values = tuple(part.strip() for part in env_str(env, name, "").split(",") if part.strip())
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"{name} must list IP addresses or CIDR ranges, got {value!r}"
+            ) from None
+    return values

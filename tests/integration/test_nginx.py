@@ -257,6 +257,39 @@ def test_hashed_assets_are_cached_for_a_year_and_gzipped(stack: Stack) -> None:
 # ---- proxying ----------------------------------------------------------------------------
 
 
+def test_one_request_id_runs_through_nginx_the_app_and_the_model_api(
+    stack: Stack, model_api: RunningServer
+) -> None:
+    reply = requests.post(
+        stack.url + "/v1/chat/completions",
+        # A client's own id is not trusted at the edge: nginx's replaces it.
+        headers={"Authorization": f"Bearer {stack.api_key}", "X-Request-ID": "client-chosen"},
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Say hi."}],
+            "max_tokens": 4,
+        },
+        verify=stack.ca,
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    rid = reply.headers["X-Request-ID"]
+    assert len(rid) == 32 and int(rid, 16) >= 0, rid
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        access = (stack.settings.run_dir / "access.log").read_text()
+        if f"request_id={rid}" in access:
+            break
+        time.sleep(0.2)  # nginx writes its access line after the response
+    assert f"request_id={rid}" in access
+    app_lines = [line for line in stack.app.log().splitlines() if rid in line]
+    model_lines = [line for line in model_api.log().splitlines() if rid in line]
+    assert any("POST /v1/chat/completions 200" in line for line in app_lines), app_lines
+    assert any("POST /v1/chat/completions 200" in line for line in model_lines), model_lines
+    assert "client-chosen" not in stack.app.log()
+
+
+
 def test_first_sse_chunk_arrives_long_before_the_answer_ends(stack: Stack) -> None:
     start = time.monotonic()
     first = done = None

@@ -286,6 +286,7 @@ def test_api_and_v1_proxy_unbuffered_with_long_timeouts(
         assert forwarded["X-Forwarded-For"] == "$proxy_add_x_forwarded_for", label
         assert forwarded["X-Forwarded-Proto"] == "$scheme", label
         assert forwarded["Host"] == "$host", label
+        assert forwarded["X-Request-ID"] == "$request_id", label
 
 
 @pytest.mark.parametrize("variant", ["local", "compose"])
@@ -388,3 +389,34 @@ def test_main_writes_the_config(
     text = out.read_text()
     assert "server_name chat.example.org;" in text
     assert "listen 0.0.0.0:443 ssl http2;" in text
+
+
+@pytest.mark.parametrize("variant", ["local", "compose"])
+def test_metrics_are_not_published_unless_allowed(settings: DeploySettings, variant: str) -> None:
+    https = servers(parse(settings, variant))[1]
+    assert not [b for b in https if b["directive"] == "location" and "/metrics" in b["args"]]
+    allowed = dataclasses.replace(settings, metrics_allow=("10.0.0.0/8", "127.0.0.1"))
+    metrics = block_of(servers(parse(allowed, variant))[1], "location = /metrics")
+    rules = [(d["directive"], d["args"]) for d in metrics if d["directive"] in ("allow", "deny")]
+    assert rules == [("allow", ["10.0.0.0/8"]), ("allow", ["127.0.0.1"]), ("deny", ["all"])]
+
+
+def test_metrics_allow_must_name_addresses() -> None:
+    from chatstack.envsettings import SettingsError
+
+    assert DeploySettings.from_env({"METRICS_ALLOW": "10.0.0.0/8,::1"}).metrics_allow == (
+        "10.0.0.0/8",
+        "::1",
+    )
+    with pytest.raises(SettingsError, match="METRICS_ALLOW"):
+        DeploySettings.from_env({"METRICS_ALLOW": "everyone"})
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_access_log_names_the_request_id(settings: DeploySettings, log_format: str) -> None:
+    parsed = parse(dataclasses.replace(settings, log_format=log_format), "local")
+    (log_format_args,) = [args for _, args in find(parsed, "log_format")]
+    assert log_format_args[0] == "chatstack"
+    assert "$request_id" in " ".join(log_format_args)
+    if log_format == "json":
+        assert log_format_args[1] == "escape=json"

@@ -265,16 +265,19 @@ class BatchingEngine(GenerationThread):
         # Position = tokens already cached for that row, whatever padding precedes them.
         positions = torch.tensor([[s.length] for s in self.running], device=device)
         mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
-        # Keys per row, this step's included: row_attention attends over exactly those.
-        rows = {"row_lengths": [s.length + 1 for s in self.running]}
+        if self.rows_attend_alone:
+            # Keys per row, this step's included: row_attention attends over exactly those,
+            # so the model need not build a padding mask it would not read.
+            attend = {"row_lengths": [s.length + 1 for s in self.running]}
+        else:
+            attend = {"attention_mask": mask}
         out = self.loaded.model(
             input_ids=ids,
-            attention_mask=mask,
             position_ids=positions,
             cache=self.cache,
             use_cache=True,
             logits_to_keep=1,
-            **(rows if self.rows_attend_alone else {}),
+            **attend,
         )
         self.cache, self.mask = out.cache, mask
         logits = out.logits[:, -1].float()

@@ -5,12 +5,14 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify
 
 from app_service import accounts, api_keys, conversations, db, files, passthrough, ws_chat
+from app_service.metrics import install_app_metrics
 from app_service.settings import Settings
+from app_service.status import install_status
 from app_service.upstream import UpstreamPool
 from chatstack import __version__
 from chatstack.errors import register_error_handlers
 from chatstack.logs import configure_logging, install_request_ids
-from chatstack.metrics import instrument_requests
+from chatstack.metrics import instrument_requests, metrics_response
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -32,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     install_request_ids(app)  # before any hook that may answer (an API key check)
     instrument_requests(app)
+    install_app_metrics(app, pool)
     register_error_handlers(app)
     db.init_app(app)
     for blueprint in (
@@ -44,6 +47,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     ):
         app.register_blueprint(blueprint)
     ws_chat.init_app(app)
+    install_status(app, pool, settings)  # GET /api/admin/status and its sampler thread
+    # Open here: only the app's own port serves it, and nginx only to METRICS_ALLOW.
+    app.add_url_rule("/metrics", "metrics", metrics_response)
 
     @app.get("/api/health")
     def health() -> tuple[Response, int]:

@@ -4,6 +4,9 @@ Runs on its own thread (the socket's thread keeps reading, so `stop` arrives whi
 stream) with its own database connection. Whatever happens — the user stops, the socket
 closes, the model API dies — the assistant message ends `complete`, `stopped` or `failed`
 with the text generated so far.
+
+A turn's request id (`<connection id>.<n>`) is set in its thread, which calls the model
+API, so both services log it; one line is logged and counted when the turn ends.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from typing import Any
 from app_service import conversation_store as store
 from app_service.context import HistoryTurn, TokenCounter, build_context
 from app_service.db import connect, transaction
+from app_service.metrics import AppMetrics
 from app_service.retrieval import best_chunks, files_for_user
 from app_service.settings import Settings
 from app_service.upstream import UpstreamPool
 from chatstack.errors import APIError
+from chatstack.logs import set_request_id
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +58,23 @@ class ChatTurn:
         user_id: str,
         request: TurnRequest,
         send: Send,
+        *,
+        request_id: str | None = None,
+        metrics: AppMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.user_id = user_id
         self.request = request
         self.send = send
+        self.request_id = request_id
+        self.metrics = metrics
+        # How the turn ended: the stored answer's status, or "failed"/"stopped" when it
+        # ended before an answer existed.
+        self.outcome = "failed"
+        self.usage: dict[str, Any] | None = None
+        self._started = time.monotonic()
+        self._recorded = False
         self.stopped = threading.Event()
         # Set before the last frame goes out, so a client that answers that frame at once
         # (a next message, regenerate) never finds this turn still "busy".
@@ -80,14 +96,19 @@ class ChatTurn:
             abort()
 
     def run(self) -> None:
+        """The turn, start to end, on the calling thread (one of its own)."""
+        # This thread's context is its own: the id set here is the one the model API gets.
+        self.request_id = set_request_id(self.request_id)
         conn = connect(self.settings.db_path)
         try:
             self._run(conn)
         except APIError as exc:
+            self.outcome = "failed"
             self._send_last(error_frame(self.request.conversation_id, exc.message, exc.code))
         except ClientGone:
-            pass
+            self.outcome = "stopped"
         except Exception:
+            self.outcome = "failed"
             log.exception("chat turn failed")
             self._send_last(
                 error_frame(
@@ -99,6 +120,34 @@ class ChatTurn:
         finally:
             self.finished.set()
             conn.close()
+            self._record()
+
+    def _record(self) -> None:
+        """The turn's one log line and its count by outcome, before its last frame goes out
+        (so a client that saw the frame finds both)."""
+        if self._recorded:
+            return
+        self._recorded = True
+        seconds = time.monotonic() - self._started
+        usage = self.usage or {}
+        fields = {
+            "outcome": self.outcome,
+            "conversation_id": self.request.conversation_id,
+            "kind": self.request.kind,
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+            "duration_ms": round(seconds * 1000, 1),
+        }
+        log.info(
+            "chat turn %s: conversation %s, %s completion tokens, %.1fs",
+            self.outcome,
+            self.request.conversation_id,
+            usage.get("completion_tokens", 0),
+            seconds,
+            extra={k: v for k, v in fields.items() if v is not None},  # JSON lines: no "None"
+        )
+        if self.metrics is not None:
+            self.metrics.count_turn(self.outcome)
 
     # ---- the turn ---------------------------------------------------------------------
 
@@ -278,6 +327,8 @@ class ChatTurn:
             outcome.update(status="failed", error=f"The answer could not be completed: {exc}")
         if outcome["status"] == "complete" and self.stopped.is_set():
             outcome["status"] = "stopped"
+        self.outcome = outcome["status"]
+        self.usage = outcome.get("usage")
         self._finish(conn, answer_id, "".join(parts), sources, outcome)
 
     def _finish(
@@ -326,18 +377,23 @@ class ChatTurn:
 
     # ---- sending ----------------------------------------------------------------------
 
+    def _with_id(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """Every frame of the turn but `delta` names its request id (docs/protocol.md)."""
+        return frame if frame["type"] == "delta" else {**frame, "request_id": self.request_id}
+
     def _send(self, frame: dict[str, Any]) -> None:
         try:
-            self.send(frame)
+            self.send(self._with_id(frame))
         except Exception as exc:  # simple_websocket raises ConnectionClosed, or OSError
             self.stopped.set()
             raise ClientGone() from exc
 
     def _send_last(self, frame: dict[str, Any]) -> None:
         """The turn's final frame; the socket may already be gone, which is fine."""
+        self._record()
         self.finished.set()
         try:
-            self.send(frame)
+            self.send(self._with_id(frame))
         except Exception:
             log.info("socket closed before the final frame")
 

@@ -21,6 +21,7 @@ from app_service.accounts import current_user, login_required
 from app_service.chunking import chunk_text
 from app_service.db import db, new_id, now, transaction
 from app_service.extraction import check_content, extract_text, kind_for_name, sanitize_name
+from app_service.metrics import app_metrics
 from app_service.settings import Settings
 from chatstack.errors import APIError
 
@@ -128,15 +129,16 @@ def owned_file(conn: sqlite3.Connection, user_id: str, file_id: str) -> sqlite3.
 @bp.post("")
 @login_required
 def upload_file() -> tuple[Response, int, dict[str, str]]:
-    upload = request.files.get("file")
-    if upload is None:
-        raise APIError(
-            400,
-            "Missing required parameter: 'file' (a multipart/form-data file field).",
-            param="file",
-            code="missing_required_parameter",
-        )
-    file_id = store_upload(current_user()["id"], upload)
+    with app_metrics().counting_upload():
+        upload = request.files.get("file")
+        if upload is None:
+            raise APIError(
+                400,
+                "Missing required parameter: 'file' (a multipart/form-data file field).",
+                param="file",
+                code="missing_required_parameter",
+            )
+        file_id = store_upload(current_user()["id"], upload)
     row = owned_file(db(), current_user()["id"], file_id)
     return jsonify(file_json(row)), 201, {"Location": f"/api/files/{file_id}"}
 

@@ -35,6 +35,8 @@ class Settings:
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 120.0
     upstream_health_seconds: float = 5.0
+    status_interval_seconds: float = 5.0
+    status_history_minutes: int = 10
     extract_timeout_seconds: float = 30.0
     extract_memory_mb: int = 1024
     chunk_tokens: int = 400
@@ -73,6 +75,10 @@ class Settings:
             upstream_connect_timeout=env_float(env, "UPSTREAM_CONNECT_TIMEOUT", 5.0, minimum=0.1),
             upstream_read_timeout=env_float(env, "UPSTREAM_READ_TIMEOUT", 120.0, minimum=1.0),
             upstream_health_seconds=env_float(env, "UPSTREAM_HEALTH_SECONDS", 5.0, minimum=0.5),
+            status_interval_seconds=env_float(env, "STATUS_INTERVAL_SECONDS", 5.0, minimum=0.5),
+            status_history_minutes=env_int(
+                env, "STATUS_HISTORY_MINUTES", 10, minimum=1, maximum=1440
+            ),
             extract_timeout_seconds=env_float(env, "EXTRACT_TIMEOUT_SECONDS", 30.0, minimum=1.0),
             extract_memory_mb=env_int(env, "EXTRACT_MEMORY_MB", 1024, minimum=64),
             chunk_tokens=env_int(env, "CHUNK_TOKENS", 400, minimum=50),

@@ -2,6 +2,7 @@
 
 The socket's thread reads client frames; each chat turn streams on a thread of its own,
 so a `stop` frame is read while the answer is still arriving. Frames: docs/protocol.md.
+The socket's request id (the handshake's) names the connection; turn n is `<id>.<n>`.
 """
 
 from __future__ import annotations
@@ -17,14 +18,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app_service.accounts import current_user
 from app_service.chat import ChatTurn, TurnRequest
+from app_service.metrics import AppMetrics, app_metrics
 from app_service.settings import Settings
 from chatstack.errors import APIError
+from chatstack.logs import current_request_id
 from chatstack.validation import param_path
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("ws_chat", __name__)
 sock = Sock()
+
+# Room for `.<n>` within the 128 characters a request id may have (chatstack/logs.py).
+CONNECTION_ID_CHARS = 100
 
 
 class TurnSettings(BaseModel):
@@ -110,11 +116,23 @@ def parse_frame(raw: str | bytes) -> BaseModel:
 class ChatSocket:
     """One browser tab's socket: at most one turn streams at a time."""
 
-    def __init__(self, ws: Any, settings: Settings, pool: Any, user_id: str) -> None:
+    def __init__(
+        self,
+        ws: Any,
+        settings: Settings,
+        pool: Any,
+        user_id: str,
+        *,
+        connection_id: str,
+        metrics: AppMetrics | None = None,
+    ) -> None:
         self.ws = ws
         self.settings = settings
         self.pool = pool
         self.user_id = user_id
+        self.connection_id = connection_id[:CONNECTION_ID_CHARS]
+        self.metrics = metrics
+        self.turns = 0
         self.send_lock = threading.Lock()
         self.turn: ChatTurn | None = None
         self.thread: threading.Thread | None = None
@@ -161,7 +179,17 @@ class ChatSocket:
             )
         else:
             request_ = TurnRequest("regenerate", frame.conversation_id, overrides=overrides)
-        self.turn = ChatTurn(self.settings, self.pool, self.user_id, request_, self.send)
+        self.turns += 1
+        self.turn = ChatTurn(
+            self.settings,
+            self.pool,
+            self.user_id,
+            request_,
+            self.send,
+            request_id=f"{self.connection_id}.{self.turns}",
+            metrics=self.metrics,
+        )
+        # A new thread starts with an empty context: ChatTurn.run sets the turn's id there.
         self.thread = threading.Thread(target=self.turn.run, name="chat-turn", daemon=True)
         self.thread.start()
 
@@ -177,4 +205,14 @@ class ChatSocket:
 def chat_socket(ws: Any) -> None:
     settings = current_app.extensions["chatstack_settings"]
     pool = current_app.extensions["chatstack_upstreams"]
-    ChatSocket(ws, settings, pool, current_user()["id"]).serve()
+    metrics = app_metrics()
+    chat = ChatSocket(
+        ws,
+        settings,
+        pool,
+        current_user()["id"],
+        connection_id=current_request_id(),
+        metrics=metrics,
+    )
+    with metrics.open_websockets.track_inprogress():
+        chat.serve()

@@ -118,9 +118,21 @@ describe('StatusPage', () => {
     // The missing middle sample breaks the line into two dots.
     expect(throughput.querySelectorAll('path.spark-stroke')).toHaveLength(2);
     expect(within(up).getByTestId('status-chart-ttft').getAttribute('aria-label')).toMatch(/now 120 ms/);
+    expect(within(up).queryByText('No requests started in this window')).toBeNull();
     expect(within(up).getByTestId('status-chart-queue').getAttribute('aria-label')).toMatch(/now 1 running, 3 waiting/);
     expect(within(up).queryByTestId('status-chart-gpu-util')).toBeNull();
     expect(screen.getByText('Refreshed every 5 s', { exact: false })).toBeInTheDocument();
+  });
+
+  it('says when no request started in the window the samples cover', async () => {
+    const s = cpuStatus();
+    s.upstreams[0].history = s.upstreams[0].history!.map((p) => ({ ...p, ttft_avg_s: null }));
+    mockFetch(() => json(200, s));
+    renderPage();
+    const up = await screen.findByTestId('status-upstream');
+    expect(within(up).queryByTestId('status-chart-ttft')).toBeNull();
+    expect(within(up).getByText('No requests started in this window')).toBeInTheDocument();
+    expect(within(up).getByTestId('status-ttft')).toHaveTextContent('—');
   });
 
   it('says there is no GPU on a CPU model server', async () => {

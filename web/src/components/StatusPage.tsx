@@ -153,9 +153,11 @@ interface ChartProps {
   max?: number;
   testId: string;
   legend?: boolean;
+  /** Said instead of the chart when no sample has a value. */
+  empty?: string;
 }
 
-function Chart({ title, now, span, times, series, max, testId, legend }: ChartProps) {
+function Chart({ title, now, span, times, series, max, testId, legend, empty = 'No samples yet' }: ChartProps) {
   return (
     <figure className="status-chart">
       <figcaption>
@@ -164,7 +166,7 @@ function Chart({ title, now, span, times, series, max, testId, legend }: ChartPr
       </figcaption>
       <Sparkline times={times} series={series} max={max} testId={testId} label={`${title}, ${span.toLowerCase()}: now ${now}`} />
       {series.every((s) => !s.values.some(isNum)) ? (
-        <p className="muted small status-chart-empty">No samples yet</p>
+        <p className="muted small status-chart-empty">{empty}</p>
       ) : null}
       {legend ? (
         <ul className="status-legend" aria-hidden="true">
@@ -305,6 +307,7 @@ function UpstreamCard({ upstream }: { upstream: UpstreamStatus }) {
           times={times}
           series={[{ name: 'TTFT', values: pick('ttft_avg_s'), tone: 'info' }]}
           testId="status-chart-ttft"
+          empty={history.length ? 'No requests started in this window' : undefined}
         />
         <Chart
           title="Queue"

@@ -1,7 +1,8 @@
 """The doctor's probes: everything that touches the machine or the network.
 
-NVML for the GPUs, PyTorch and the installed libraries, HTTP and HTTPS requests to the
-services, `nginx -t` on a rendered config, and the certificate files. The checks in
+NVML for the GPUs (`read_gpus`, from chatstack/gpu.py, which the services' metrics share),
+PyTorch and the installed libraries, HTTP and HTTPS requests to the services, `nginx -t` on
+a rendered config, and the certificate files. The checks in
 `deploy/doctor_checks.py` judge what these return; tests replace them with fakes. Heavy
 imports (pynvml, torch, cryptography) happen inside the functions, so importing this module
 stays fast.
@@ -26,17 +27,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from chatstack.gpu import GpuReport, read_gpus  # noqa: F401 - the doctor's GPU probe
 from deploy.settings import DeploySettings
 
 # ---- GPUs and PyTorch ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GpuReport:
-    gpus: list[dict[str, Any]]
-    driver: str | None = None
-    cuda_driver: str | None = None
-    error: str | None = None  # why NVML could not be asked, when it could not
 
 
 @dataclass(frozen=True)
@@ -46,58 +40,6 @@ class TorchFacts:
     cuda_available: bool
     device_count: int
     device_names: list[str]
-
-
-def read_gpus() -> GpuReport:
-    """What the NVIDIA driver reports, as `nvidia-smi` would; no GPU is a report, not an error."""
-    try:
-        import pynvml
-    except ImportError:
-        return GpuReport([], error="nvidia-ml-py is not installed; run `make install`")
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:  # LibraryNotFound without a driver, DriverNotLoaded, ...
-        return GpuReport([], error=f"NVML: {exc}")
-    try:
-        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
-        gpus = [_read_gpu(pynvml, i) for i in range(pynvml.nvmlDeviceGetCount())]
-        return GpuReport(
-            gpus,
-            driver=_text(pynvml.nvmlSystemGetDriverVersion()),
-            cuda_driver=f"{cuda // 1000}.{cuda % 1000 // 10}",
-        )
-    except pynvml.NVMLError as exc:
-        return GpuReport([], error=f"NVML: {exc}")
-    finally:
-        pynvml.nvmlShutdown()
-
-
-def _read_gpu(pynvml: Any, index: int) -> dict[str, Any]:
-    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-
-    def optional(read: Callable[[], Any]) -> Any:
-        try:
-            return read()
-        except pynvml.NVMLError:  # e.g. NotSupported on some boards
-            return None
-
-    memory = optional(lambda: pynvml.nvmlDeviceGetMemoryInfo(handle))
-    power_mw = optional(lambda: pynvml.nvmlDeviceGetPowerUsage(handle))
-    return {
-        "index": index,
-        "name": _text(pynvml.nvmlDeviceGetName(handle)),
-        "memory_used_mb": memory.used // 2**20 if memory else None,
-        "memory_total_mb": memory.total // 2**20 if memory else None,
-        "temperature_c": optional(
-            lambda: pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)
-        ),
-        "power_w": power_mw / 1000 if power_mw is not None else None,
-        "utilization_pct": optional(lambda: pynvml.nvmlDeviceGetUtilizationRates(handle).gpu),
-    }
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def read_torch_facts() -> TorchFacts:

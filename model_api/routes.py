@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+import time
 
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+from flask.blueprints import BlueprintSetupState
+
+import chatstack
+from chatstack.metrics import metrics_response
 from chatstack.sse import SSE_HEADERS, SSE_MIMETYPE
 from model_api.connection import client_gone_checker
 from model_api.engine import GenerationHandle
 from model_api.formats import OutputFormat
+from model_api.metrics import ModelMetrics, install_model_metrics
 from model_api.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -20,8 +26,17 @@ from model_api.serving import ModelService, collect_response, stream_sse
 bp = Blueprint("model_api", __name__)
 
 
+@bp.record_once
+def _install_metrics(state: BlueprintSetupState) -> None:
+    install_model_metrics(state.app)
+
+
 def runtime() -> ModelRuntime:
     return current_app.extensions["model_runtime"]
+
+
+def model_metrics() -> ModelMetrics:
+    return current_app.extensions["model_metrics"]
 
 
 def service() -> ModelService:
@@ -31,7 +46,11 @@ def service() -> ModelService:
 @bp.get("/health")
 def health() -> tuple[Response, int]:
     rt = runtime()
-    body: dict[str, object] = {"status": rt.status, "model": rt.settings.model_name}
+    body: dict[str, object] = {
+        "status": rt.status,
+        "model": rt.settings.model_name,
+        "version": chatstack.__version__,
+    }
     if rt.service is not None:
         loaded = rt.service.loaded
         body.update(
@@ -45,6 +64,11 @@ def health() -> tuple[Response, int]:
     return jsonify(body), 200 if rt.status == "ok" else 503
 
 
+@bp.get("/metrics")
+def metrics() -> Response:
+    return metrics_response()
+
+
 @bp.get("/v1/models")
 def list_models() -> Response:
     return jsonify(service().models())
@@ -52,16 +76,18 @@ def list_models() -> Response:
 
 @bp.post("/v1/chat/completions")
 def chat_completions() -> Response:
+    started = time.perf_counter()
     req = parse_body(request.get_data(), ChatCompletionRequest)
     handle, fmt = service().start_chat(req)
-    return respond(handle, fmt, req.stream)
+    return respond(handle, fmt, req.stream, started)
 
 
 @bp.post("/v1/completions")
 def completions() -> Response:
+    started = time.perf_counter()
     req = parse_body(request.get_data(), CompletionRequest)
     handle, fmt = service().start_completion(req)
-    return respond(handle, fmt, req.stream)
+    return respond(handle, fmt, req.stream, started)
 
 
 @bp.post("/tokenize")
@@ -70,9 +96,12 @@ def tokenize() -> Response:
     return jsonify(service().tokenize(req))
 
 
-def respond(handle: GenerationHandle, fmt: OutputFormat, stream: bool) -> Response:
+def respond(handle: GenerationHandle, fmt: OutputFormat, stream: bool, started: float) -> Response:
+    """The generation as SSE or as one JSON body; its metrics count from `started`."""
+    timer = model_metrics().generation(started)
     if stream:
         keepalive = runtime().settings.keepalive_seconds
-        events = stream_with_context(stream_sse(handle, fmt, keepalive))
+        events = stream_with_context(stream_sse(handle, fmt, keepalive, timer))
         return Response(events, mimetype=SSE_MIMETYPE, headers=SSE_HEADERS)
-    return jsonify(collect_response(handle, fmt, client_gone_checker(request.environ)))
+    client_gone = client_gone_checker(request.environ)
+    return jsonify(collect_response(handle, fmt, client_gone, observer=timer))

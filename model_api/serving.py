@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from chatstack.errors import APIError
 from chatstack.sse import DONE, KEEPALIVE, sse_data
-from model_api.engine import Delta, Engine, EngineBusy, Failed, Finished, GenerationHandle
+from model_api.engine import (
+    Delta,
+    Engine,
+    EngineBusy,
+    Event,
+    Failed,
+    Finished,
+    GenerationHandle,
+)
 from model_api.formats import ChatFormat, CompletionFormat, OutputFormat, usage_dict
 from model_api.loading import LoadedModel
 from model_api.protocol import (
@@ -161,8 +169,31 @@ class ModelService:
 # ---- engine events → responses ---------------------------------------------------------
 
 
-def stream_sse(handle: GenerationHandle, fmt: OutputFormat, keepalive: float) -> Iterator[str]:
+class GenerationObserver(Protocol):
+    """What the request thread tells about its generation (model_api/metrics.py counts it)."""
+
+    def seen(self, event: Event) -> None: ...
+    def close(self) -> None: ...
+
+
+class Unobserved:
+    """An observer that does nothing: for callers that count nothing."""
+
+    def seen(self, event: Event) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def stream_sse(
+    handle: GenerationHandle,
+    fmt: OutputFormat,
+    keepalive: float,
+    observer: GenerationObserver | None = None,
+) -> Iterator[str]:
     """SSE events for one generation; closing the generator cancels the generation."""
+    observer = observer or Unobserved()
     try:
         first = fmt.first_chunk()
         if first is not None:
@@ -170,7 +201,9 @@ def stream_sse(handle: GenerationHandle, fmt: OutputFormat, keepalive: float) ->
         for event in handle.stream(keepalive):
             if event is None:
                 yield KEEPALIVE  # also how a vanished client is noticed while queued
-            elif isinstance(event, Delta):
+                continue
+            observer.seen(event)
+            if isinstance(event, Delta):
                 yield sse_data(fmt.text_chunk(event.text))
             elif isinstance(event, Finished):
                 yield sse_data(fmt.final_chunk(event.reason))
@@ -182,6 +215,7 @@ def stream_sse(handle: GenerationHandle, fmt: OutputFormat, keepalive: float) ->
         yield DONE
     finally:
         handle.cancel()
+        observer.close()
 
 
 def collect_response(
@@ -189,8 +223,10 @@ def collect_response(
     fmt: OutputFormat,
     client_gone: Callable[[], bool],
     poll_seconds: float = 0.5,
+    observer: GenerationObserver | None = None,
 ) -> dict[str, Any]:
     """The whole response; stops generating if the client disconnects while waiting."""
+    observer = observer or Unobserved()
     parts: list[str] = []
     next_check = time.monotonic() + poll_seconds
     try:
@@ -199,6 +235,8 @@ def collect_response(
                 if client_gone():
                     raise APIError(499, "Client closed the connection.")
                 next_check = time.monotonic() + poll_seconds
+            if event is not None:
+                observer.seen(event)
             if isinstance(event, Delta):
                 parts.append(event.text)
             elif isinstance(event, Finished):
@@ -209,3 +247,4 @@ def collect_response(
         raise APIError(500, "The generation ended without a result.")
     finally:
         handle.cancel()
+        observer.close()

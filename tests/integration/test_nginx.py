@@ -289,7 +289,6 @@ def test_one_request_id_runs_through_nginx_the_app_and_the_model_api(
     assert "client-chosen" not in stack.app.log()
 
 
-
 def test_first_sse_chunk_arrives_long_before_the_answer_ends(stack: Stack) -> None:
     start = time.monotonic()
     first = done = None

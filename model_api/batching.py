@@ -163,12 +163,16 @@ class BatchingEngine(GenerationThread):
         for seq in [s for s in self.prefilling if s.handle.cancelled]:
             self.prefilling.remove(seq)
             seq.handle.done.set()
-            log.info("generation cancelled while prefilling")
+            log.info("generation cancelled while prefilling", extra=seq.handle.log_extra)
         gone = [i for i, s in enumerate(self.running) if s.handle.cancelled]
         if gone:
             for i in gone:
                 seq = self.running[i]
-                log.info("generation cancelled after %d tokens", seq.output.completion_tokens)
+                log.info(
+                    "generation cancelled after %d tokens",
+                    seq.output.completion_tokens,
+                    extra=seq.handle.log_extra,
+                )
                 seq.handle.done.set()
             self._remove_rows(gone)
 
@@ -186,7 +190,7 @@ class BatchingEngine(GenerationThread):
             try:
                 budget -= self._prefill_chunk(seq)
             except Exception as exc:  # one bad prompt fails one request, not the engine
-                log.exception("prefill failed")
+                log.exception("prefill failed", extra=seq.handle.log_extra)
                 self.prefilling.remove(seq)
                 seq.output.fail(f"Generation failed: {type(exc).__name__}: {exc}")
                 continue

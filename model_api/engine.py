@@ -16,6 +16,7 @@ from typing import Protocol
 
 import torch
 
+from chatstack.logs import current_request_id
 from model_api.detokenize import IncrementalDetokenizer
 from model_api.loading import LoadedModel
 from model_api.sampling import Sampler, SamplingParams
@@ -63,6 +64,8 @@ class GenerationHandle:
         self.events: queue.Queue[Event] = queue.Queue()
         self._cancelled = threading.Event()
         self.done = threading.Event()
+        # Made in the request's thread: the engine's thread logs about it with this id.
+        self.log_extra = {"request_id": current_request_id()}
 
     def cancel(self) -> None:
         """The client is gone: the engine stops this generation at its next token."""
@@ -178,7 +181,7 @@ class SequentialEngine(GenerationThread):
             try:
                 self._generate(handle, output)
             except Exception as exc:  # the engine must outlive any one request
-                log.exception("generation failed")
+                log.exception("generation failed", extra=handle.log_extra)
                 output.fail(f"Generation failed: {type(exc).__name__}: {exc}")
             finally:
                 handle.done.set()
@@ -199,4 +202,8 @@ class SequentialEngine(GenerationThread):
                 if output.push_token(token):
                     return
                 input_ids = torch.tensor([[token]], dtype=torch.long, device=device)
-        log.info("generation cancelled after %d tokens", output.completion_tokens)
+        log.info(
+            "generation cancelled after %d tokens",
+            output.completion_tokens,
+            extra=handle.log_extra,
+        )

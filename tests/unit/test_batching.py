@@ -143,3 +143,19 @@ def test_a_full_kv_cache_makes_requests_wait_not_fail(loaded: LoadedModel) -> No
     handles = [engine.submit(PROMPTS[3], greedy) for _ in range(3)]
     assert [text_of(h) for h in handles] == [alone] * 3
     assert per_token > 0 and engine.stats()["kv_cache_tokens"] == 0
+
+
+def test_engine_log_lines_carry_the_request_id(loaded: LoadedModel, caplog) -> None:
+    from chatstack.logs import set_request_id
+
+    engine = BatchingEngine(loaded, max_batch_size=2, max_waiting=2)
+    engine.start()
+    set_request_id("turn-7.1")  # what the request thread holds when it submits
+    handle = engine.submit(PROMPTS[0], SamplingParams(max_tokens=200, temperature=0))
+    set_request_id(None)
+    with caplog.at_level("INFO", logger="model_api.batching"):
+        next(handle.stream(30))  # generating
+        handle.cancel()
+        assert handle.done.wait(30)
+    cancelled = [r for r in caplog.records if "cancelled" in r.getMessage()]
+    assert cancelled and cancelled[0].request_id == "turn-7.1"

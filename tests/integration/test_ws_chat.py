@@ -12,7 +12,9 @@ from tests.integration.chat_client import ChatClient, new_conversation
 from tests.servers import RunningServer, wait_for_idle_model
 from tests.upload_samples import make_docx, make_pdf
 
-LONG_ANSWER = "Count from 1 to 300, separated by commas."
+# Long under every engine and weight format (a shorter wording ends after ~120 tokens,
+# about 2.5 s on int4 — too soon for tests that act mid-answer).
+LONG_ANSWER = "Count from 1 to 300, one number after another, separated by commas."
 
 
 def conversation(app: RunningServer, session: requests.Session, cid: str) -> dict:

@@ -32,7 +32,8 @@ def instrument_requests(app: Flask) -> None:
     """Count requests by route template, method and status, and time them.
 
     The route is the rule (`/api/conversations/<int:cid>`), not the path, so ids do not
-    make a new series each; unmatched paths count as "unmatched".
+    make a new series each; unmatched paths count as "unmatched". The duration is read
+    from the clock install_request_ids starts, so install that first (both factories do).
     """
     registry = registry_of(app)
     requests_total = Counter(
@@ -49,15 +50,12 @@ def instrument_requests(app: Flask) -> None:
         registry=registry,
     )
 
-    @app.before_request
-    def start_timer() -> None:
-        g.metrics_started = time.perf_counter()
-
     @app.after_request
     def count_request(response: Response) -> Response:
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         requests_total.labels(route, request.method, str(response.status_code)).inc()
-        started = g.get("metrics_started")
+        # install_request_ids (chatstack/logs.py), installed first, started the clock.
+        started = g.get("request_started")
         if started is not None:
             duration.labels(route).observe(time.perf_counter() - started)
         return response

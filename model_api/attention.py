@@ -32,9 +32,11 @@ def row_attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """SDPA; with `row_lengths` (keys per row, right-aligned), one row at a time, unmasked."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     if row_lengths is None:
+        # Imported here, not at the top: transformers takes seconds to import and the
+        # server answers /health while it loads. Only prefill reaches this line.
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     scaling = kwargs.get("scaling") or query.shape[-1] ** -0.5
     rows = [

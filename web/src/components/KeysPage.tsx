@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { useApiKeys, useModels } from '../state/keys';
 import { CopyButton } from './CopyButton';
-import { ArrowLeftIcon, MenuIcon } from './icons';
+import { PageHeader } from './PageHeader';
 
 interface Props {
   onBack: () => void;
@@ -50,15 +50,7 @@ export function KeysPage({ onBack, onToggleSidebar, onError }: Props) {
 
   return (
     <section className="keys-page" data-testid="keys-page" aria-labelledby="keys-title">
-      <header className="chat-header">
-        <button type="button" className="icon-btn sidebar-toggle" data-testid="sidebar-toggle" aria-label="Show or hide the chat list" onClick={onToggleSidebar}>
-          <MenuIcon />
-        </button>
-        <button type="button" className="ghost-btn" onClick={onBack}>
-          <ArrowLeftIcon />
-          <span>Back to chat</span>
-        </button>
-      </header>
+      <PageHeader onBack={onBack} onToggleSidebar={onToggleSidebar} />
       <div className="keys-body">
         <h1 id="keys-title">API keys</h1>
         <p className="muted">

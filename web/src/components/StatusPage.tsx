@@ -1,7 +1,8 @@
 import { useEffect, useRef, useState, type ReactNode } from 'react';
 import { ApiError, getAdminStatus } from '../api/rest';
 import type { AdminStatus, GpuDevice, StatusSample, UpstreamStatus } from '../api/types';
-import { ArrowLeftIcon, MenuIcon, RefreshIcon } from './icons';
+import { RefreshIcon } from './icons';
+import { PageHeader } from './PageHeader';
 import { Sparkline, latest, type SparkSeries } from './Sparkline';
 
 interface Props {
@@ -376,14 +377,7 @@ export function StatusPage({ onBack, onToggleSidebar, onError }: Props) {
 
   return (
     <section className="status-page" data-testid="status-page" aria-labelledby="status-title">
-      <header className="chat-header">
-        <button type="button" className="icon-btn sidebar-toggle" data-testid="sidebar-toggle" aria-label="Show or hide the chat list" onClick={onToggleSidebar}>
-          <MenuIcon />
-        </button>
-        <button type="button" className="ghost-btn" onClick={onBack}>
-          <ArrowLeftIcon />
-          <span>Back to chat</span>
-        </button>
+      <PageHeader onBack={onBack} onToggleSidebar={onToggleSidebar}>
         <span className="header-spacer" />
         {!forbidden ? (
           <button type="button" className="ghost-btn" data-testid="status-refresh" onClick={refresh}>
@@ -391,7 +385,7 @@ export function StatusPage({ onBack, onToggleSidebar, onError }: Props) {
             <span>Refresh</span>
           </button>
         ) : null}
-      </header>
+      </PageHeader>
       <div className="status-body">
         <h1 id="status-title">Status</h1>
         {!forbidden ? (

@@ -135,14 +135,22 @@ def test_kv_bytes_per_token_follow_the_model_shape() -> None:
 
 def test_a_full_kv_cache_makes_requests_wait_not_fail(loaded: LoadedModel) -> None:
     engine = BatchingEngine(loaded, max_batch_size=4, max_waiting=4, kv_cache_mb=16)
-    per_token = kv_bytes_per_token(loaded.model.config, loaded.dtype)
     engine.kv_cache_tokens = 60  # room for one 40-token prompt's row, not two
+    active: list[int] = []
+    admit = engine._admit
+
+    def admit_and_count() -> None:  # how many sequences the engine holds after each admit
+        admit()
+        active.append(len(engine.running) + len(engine.prefilling))
+
+    engine._admit = admit_and_count  # type: ignore[method-assign]
     engine.start()
     greedy = SamplingParams(max_tokens=6, temperature=0)
     alone = text_of(engine.submit(PROMPTS[3], greedy))
     handles = [engine.submit(PROMPTS[3], greedy) for _ in range(3)]
     assert [text_of(h) for h in handles] == [alone] * 3
-    assert per_token > 0 and engine.stats()["kv_cache_tokens"] == 0
+    assert max(active) == 1  # the others waited instead of joining
+    assert engine.stats()["kv_cache_tokens"] == 0
 
 
 def test_engine_log_lines_carry_the_request_id(loaded: LoadedModel, caplog) -> None:

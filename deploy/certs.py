@@ -7,7 +7,8 @@ Keys are 0600: only their owner — the nginx master, which loads them before wo
 — reads them; certificates are 0644.
 
 Idempotent: existing files are kept unless a certificate expires within 30 days, no longer
-names ``server_name``, or was not signed by the CA on disk; ``--force`` makes all anew.
+names ``server_name``, was not signed by the CA on disk, or (the server's) lives longer than
+``SERVER_LIFETIME``; ``--force`` makes all anew.
 When TLS_CERT/TLS_KEY point at the operator's own files (e.g. Let's Encrypt), nothing is
 made: they are only checked to exist.
 
@@ -38,9 +39,13 @@ SERVER_CERT = "server.pem"
 SERVER_KEY = "server-key.pem"
 RENEW_WITHIN = dt.timedelta(days=30)
 CA_LIFETIME = dt.timedelta(days=3650)
-# Apple platforms refuse server certificates valid for longer than 825 days, and browsers
-# in general anything over 398 days from a public CA; stay under both.
-SERVER_LIFETIME = dt.timedelta(days=397)
+# Mozilla's intermediate profile allows a server certificate 365 days at most (sslyze
+# --mozilla_config=intermediate flags longer ones), counted from notBefore; that is also
+# under the 398 days browsers accept from a public CA and Apple's 825. The CA lives longer.
+SERVER_LIFETIME = dt.timedelta(days=365)
+# notBefore lies this far back, so a clock a little behind ours still accepts the
+# certificate; it is part of SERVER_LIFETIME, not added to it.
+BACKDATE = dt.timedelta(minutes=5)
 
 
 class CertificateError(RuntimeError):
@@ -67,7 +72,12 @@ def ensure_certs(settings: DeploySettings, *, force: bool = False) -> Path:
         force = True  # a new CA signs a new server certificate
     server_pair = certs_dir / SERVER_CERT, certs_dir / SERVER_KEY
     server, _ = (None, None) if force else _load_pair(*server_pair)
-    if server is None or _expiring(server) or not _fits(server, ca_cert, names):
+    if (
+        server is None
+        or _expiring(server)
+        or _lives_too_long(server)
+        or not _fits(server, ca_cert, names)
+    ):
         server, server_key = _make_server(ca_cert, ca_key, names)
         _write_pair(*server_pair, [server, ca_cert], server_key)
     return certs_dir / SERVER_CERT
@@ -101,6 +111,11 @@ def _now() -> dt.datetime:
 
 def _expiring(cert: x509.Certificate) -> bool:
     return cert.not_valid_after_utc - _now() < RENEW_WITHIN
+
+
+def _lives_too_long(cert: x509.Certificate) -> bool:
+    """Made under an older, longer limit (397 days before 365): renewed, not kept."""
+    return cert.not_valid_after_utc - cert.not_valid_before_utc > SERVER_LIFETIME
 
 
 def _load_pair(cert_path: Path, key_path: Path):
@@ -161,7 +176,7 @@ def _make_ca(server_name: str):
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_before(now - BACKDATE)
         .not_valid_after(now + CA_LIFETIME)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(signs_certificates=True), critical=True)
@@ -188,8 +203,8 @@ def _key_usage(*, signs_certificates: bool) -> x509.KeyUsage:
 
 def _make_server(ca_cert: x509.Certificate, ca_key, names: list[str]):
     key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
-    not_after = min(now + SERVER_LIFETIME, ca_cert.not_valid_after_utc)
+    not_before = _now() - BACKDATE
+    not_after = min(not_before + SERVER_LIFETIME, ca_cert.not_valid_after_utc)
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     cert = (
         x509.CertificateBuilder()
@@ -197,7 +212,7 @@ def _make_server(ca_cert: x509.Certificate, ca_key, names: list[str]):
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(signs_certificates=False), critical=True)

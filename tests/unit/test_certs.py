@@ -54,9 +54,11 @@ def test_makes_a_ca_and_a_server_certificate_for_every_name(tmp_path: Path) -> N
     assert ExtendedKeyUsageOID.SERVER_AUTH in eku
     assert not server.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    # Under the 398/825-day ceilings browsers and Apple platforms enforce.
+    # Mozilla's intermediate profile: a leaf lives at most 365 days, counted from its
+    # notBefore (sslyze --mozilla_config=intermediate flags 397). The CA may live longer.
     lifetime = server.not_valid_after_utc - server.not_valid_before_utc
-    assert dt.timedelta(days=300) < lifetime <= dt.timedelta(days=398)
+    assert dt.timedelta(days=300) < lifetime <= dt.timedelta(days=365)
+    assert ca.not_valid_after_utc - ca.not_valid_before_utc > dt.timedelta(days=365)
 
 
 def test_a_tls_client_trusting_the_ca_accepts_the_certificate(tmp_path: Path) -> None:
@@ -111,13 +113,33 @@ def test_a_server_certificate_near_expiry_is_renewed_by_the_same_ca(
     ensure_certs(settings)
     before = contents(settings.certs_dir)
     old_expiry = certificate_expiry(settings.tls_cert)
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=380)  # 17 days left
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=350)  # 15 days left
     monkeypatch.setattr(certs, "_now", lambda: later)
     ensure_certs(settings)
     after = contents(settings.certs_dir)
     assert after["ca.pem"] == before["ca.pem"]
     assert after["server.pem"] != before["server.pem"]
     assert certificate_expiry(settings.tls_cert) > old_expiry
+
+
+def test_a_server_certificate_that_lives_too_long_is_renewed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A certificate made when the limit was 397 days is replaced at the next start, by
+    the same CA, with one that fits the 365-day limit."""
+    settings = managed(tmp_path / "certs")
+    monkeypatch.setattr(certs, "SERVER_LIFETIME", dt.timedelta(days=397))
+    ensure_certs(settings)
+    before = contents(settings.certs_dir)
+    monkeypatch.undo()
+    ensure_certs(settings)
+    after = contents(settings.certs_dir)
+    assert after["ca.pem"] == before["ca.pem"]
+    assert after["server.pem"] != before["server.pem"]
+    server = load_chain(settings.tls_cert)[0]
+    assert server.not_valid_after_utc - server.not_valid_before_utc <= dt.timedelta(days=365)
+    ensure_certs(settings)  # and the renewed one is kept
+    assert contents(settings.certs_dir)["server.pem"] == after["server.pem"]
 
 
 def test_a_new_server_name_gets_a_new_certificate(tmp_path: Path) -> None:

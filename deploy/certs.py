@@ -1,10 +1,12 @@
 """A local certificate authority and a server certificate for the web tier (`make certs`).
 
-In ``settings.certs_dir``: ``ca.pem`` and ``ca-key.pem`` (the CA a browser is told to trust),
-``server.pem`` (server certificate then the CA: the chain nginx sends) and
+In ``settings.certs_dir``, what nginx reads: ``ca.pem`` (the CA a browser is told to
+trust), ``server.pem`` (server certificate then the CA: the chain nginx sends) and
 ``server-key.pem``. Names: ``settings.server_name``, ``localhost``, ``127.0.0.1``, ``::1``.
-Keys are 0600: only their owner — the nginx master, which loads them before workers start
-— reads them; certificates are 0644.
+The CA's key, ``ca-key.pem``, lives apart in ``settings.ca_dir`` (0700): certs_dir is
+mounted into the web container, and whoever holds that key can sign for any name. One
+left in certs_dir by an older version is moved out. Keys are 0600: only their owner — the
+nginx master, which loads them before workers start — reads them; certificates are 0644.
 
 Idempotent: existing files are kept unless a certificate expires within 30 days, no longer
 names ``server_name``, was not signed by the CA on disk, or (the server's) lives longer than
@@ -21,6 +23,7 @@ import argparse
 import datetime as dt
 import ipaddress
 import os
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -64,11 +67,12 @@ def ensure_certs(settings: DeploySettings, *, force: bool = False) -> Path:
                 raise CertificateError(f"{variable}={path} does not exist")
         return settings.tls_cert
     certs_dir.mkdir(parents=True, exist_ok=True)
+    ca_key_path = _private_ca_key(certs_dir, settings.ca_dir)
     names = server_names(settings.server_name)
-    ca_cert, ca_key = (None, None) if force else _load_pair(certs_dir / CA_CERT, certs_dir / CA_KEY)
+    ca_cert, ca_key = (None, None) if force else _load_pair(certs_dir / CA_CERT, ca_key_path)
     if ca_cert is None or _expiring(ca_cert):
         ca_cert, ca_key = _make_ca(settings.server_name)
-        _write_pair(certs_dir / CA_CERT, certs_dir / CA_KEY, [ca_cert], ca_key)
+        _write_pair(certs_dir / CA_CERT, ca_key_path, [ca_cert], ca_key)
         force = True  # a new CA signs a new server certificate
     server_pair = certs_dir / SERVER_CERT, certs_dir / SERVER_KEY
     server, _ = (None, None) if force else _load_pair(*server_pair)
@@ -103,6 +107,21 @@ def _managed(settings: DeploySettings) -> bool:
         settings.tls_cert == settings.certs_dir / SERVER_CERT
         and settings.tls_key == settings.certs_dir / SERVER_KEY
     )
+
+
+def _private_ca_key(certs_dir: Path, ca_dir: Path) -> Path:
+    """The CA key's path in its own 0700 folder, moving one out of certs_dir (where older
+    versions kept it) or, when the private folder already has one, deleting it."""
+    ca_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(ca_dir, 0o700)
+    path = ca_dir / CA_KEY
+    legacy = certs_dir / CA_KEY
+    if legacy.is_file():
+        if path.is_file():
+            legacy.unlink()
+        else:
+            shutil.move(legacy, path)
+    return path
 
 
 def _now() -> dt.datetime:

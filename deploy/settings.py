@@ -27,6 +27,9 @@ class DeploySettings:
     tls_cert: Path = PROJECT_ROOT / "deploy" / "certs" / "server.pem"
     tls_key: Path = PROJECT_ROOT / "deploy" / "certs" / "server-key.pem"
     certs_dir: Path = PROJECT_ROOT / "deploy" / "certs"
+    # The local CA's private key (CA_DIR): beside CERTS_DIR, never in it, because CERTS_DIR
+    # is what nginx reads and the web container mounts. None: `ca/` beside CERTS_DIR.
+    ca_dir: Path | None = None
     web_root: Path = PROJECT_ROOT / "web" / "dist"
     # host:port of the app service as nginx reaches it.
     app_upstream: str = "127.0.0.1:8000"
@@ -40,6 +43,10 @@ class DeploySettings:
     # nginx does not publish it.
     metrics_allow: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        if self.ca_dir is None:
+            object.__setattr__(self, "ca_dir", self.certs_dir.parent / "ca")
+
     @property
     def site_origin(self) -> str:
         port = "" if self.https_port == 443 else f":{self.https_port}"
@@ -49,6 +56,12 @@ class DeploySettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> DeploySettings:
         env = os.environ if env is None else env
         certs_dir = Path(env_str(env, "CERTS_DIR", str(cls.certs_dir)))
+        ca_dir = Path(env_str(env, "CA_DIR", str(certs_dir.parent / "ca")))
+        if ca_dir.resolve().is_relative_to(certs_dir.resolve()):
+            raise SettingsError(
+                f"CA_DIR={ca_dir} lies in CERTS_DIR={certs_dir}, which nginx reads and the web "
+                "container mounts: the CA's key must live elsewhere"
+            )
         app_host = env_str(env, "APP_HOST", "127.0.0.1")
         app_port = env_int(env, "APP_PORT", 8000, minimum=1, maximum=65535)
         return cls(
@@ -59,6 +72,7 @@ class DeploySettings:
             tls_cert=Path(env_str(env, "TLS_CERT", str(certs_dir / "server.pem"))),
             tls_key=Path(env_str(env, "TLS_KEY", str(certs_dir / "server-key.pem"))),
             certs_dir=certs_dir,
+            ca_dir=ca_dir,
             web_root=Path(env_str(env, "WEB_ROOT", str(cls.web_root))),
             app_upstream=env_str(env, "APP_UPSTREAM", f"{app_host}:{app_port}"),
             max_upload_mb=env_int(env, "MAX_UPLOAD_MB", 20, minimum=1),

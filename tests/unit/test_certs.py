@@ -12,13 +12,16 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from deploy import certs
 from deploy.certs import CertificateError, certificate_expiry, ensure_certs, main
 from deploy.settings import DeploySettings
 
-FILES = ("ca.pem", "ca-key.pem", "server.pem", "server-key.pem")
+# What nginx (and a browser's trust store) needs, in CERTS_DIR; the CA's key lives apart.
+SERVED = ("ca.pem", "server.pem", "server-key.pem")
+FILES = (*SERVED, "ca-key.pem")
 
 
 def managed(certs_dir: Path, server_name: str = "chat.example.com") -> DeploySettings:
@@ -34,8 +37,17 @@ def load_chain(path: Path) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(path.read_bytes())
 
 
+def ca_key_of(certs_dir: Path) -> Path:
+    """Where the CA's key lives by default: `ca/` beside CERTS_DIR."""
+    return certs_dir.parent / "ca" / "ca-key.pem"
+
+
+def file_of(certs_dir: Path, name: str) -> Path:
+    return ca_key_of(certs_dir) if name == "ca-key.pem" else certs_dir / name
+
+
 def contents(certs_dir: Path) -> dict[str, bytes]:
-    return {name: (certs_dir / name).read_bytes() for name in FILES}
+    return {name: file_of(certs_dir, name).read_bytes() for name in FILES}
 
 
 def test_makes_a_ca_and_a_server_certificate_for_every_name(tmp_path: Path) -> None:
@@ -85,8 +97,53 @@ def test_keys_are_private_and_certificates_readable(tmp_path: Path) -> None:
     certs_dir = tmp_path / "certs"
     ensure_certs(managed(certs_dir))
     for name in FILES:
-        mode = stat.S_IMODE((certs_dir / name).stat().st_mode)
+        mode = stat.S_IMODE(file_of(certs_dir, name).stat().st_mode)
         assert mode == (0o600 if name.endswith("key.pem") else 0o644), (name, oct(mode))
+    assert stat.S_IMODE(ca_key_of(certs_dir).parent.stat().st_mode) == 0o700
+
+
+def test_the_ca_key_is_not_in_the_folder_nginx_reads(tmp_path: Path) -> None:
+    """CERTS_DIR is what the web container mounts: it holds what nginx needs, and the key
+    that could sign a certificate for any name is elsewhere."""
+    certs_dir = tmp_path / "certs"
+    ensure_certs(managed(certs_dir))
+    assert sorted(p.name for p in certs_dir.iterdir()) == sorted(SERVED)
+    key = serialization.load_pem_private_key(ca_key_of(certs_dir).read_bytes(), None)
+    assert key.public_key() == load_chain(certs_dir / "ca.pem")[0].public_key()
+
+
+def test_a_ca_key_left_in_the_certs_folder_is_moved_out(tmp_path: Path) -> None:
+    """Certificates made before the CA's key moved: the same CA is kept (browsers trust
+    it), and its key leaves CERTS_DIR."""
+    settings = managed(tmp_path / "certs")
+    ensure_certs(settings)
+    before = contents(settings.certs_dir)
+    ca_key_of(settings.certs_dir).rename(settings.certs_dir / "ca-key.pem")
+    ensure_certs(settings)
+    assert not (settings.certs_dir / "ca-key.pem").exists()
+    assert contents(settings.certs_dir) == before
+
+
+def test_a_stale_ca_key_in_the_certs_folder_is_removed(tmp_path: Path) -> None:
+    settings = managed(tmp_path / "certs")
+    ensure_certs(settings)
+    before = contents(settings.certs_dir)
+    (settings.certs_dir / "ca-key.pem").write_bytes(before["ca-key.pem"])
+    ensure_certs(settings)
+    assert not (settings.certs_dir / "ca-key.pem").exists()
+    assert contents(settings.certs_dir) == before
+
+
+def test_ca_dir_is_a_setting_and_may_not_lie_in_certs_dir(tmp_path: Path) -> None:
+    from chatstack.envsettings import SettingsError
+
+    certs_dir, ca_dir = tmp_path / "certs", tmp_path / "private" / "ca"
+    settings = DeploySettings.from_env({"CERTS_DIR": str(certs_dir), "CA_DIR": str(ca_dir)})
+    ensure_certs(settings)
+    assert (ca_dir / "ca-key.pem").is_file()
+    assert DeploySettings.from_env({"CERTS_DIR": str(certs_dir)}).ca_dir == tmp_path / "ca"
+    with pytest.raises(SettingsError, match="CA_DIR"):
+        DeploySettings.from_env({"CERTS_DIR": str(certs_dir), "CA_DIR": str(certs_dir / "ca")})
 
 
 def test_existing_certificates_are_kept(tmp_path: Path) -> None:
@@ -157,7 +214,7 @@ def test_a_new_server_name_gets_a_new_certificate(tmp_path: Path) -> None:
 def test_a_replaced_ca_reissues_the_server_certificate(tmp_path: Path) -> None:
     settings = managed(tmp_path / "certs")
     ensure_certs(settings)
-    (settings.certs_dir / "ca-key.pem").unlink()
+    ca_key_of(settings.certs_dir).unlink()
     ensure_certs(settings)
     server = load_chain(settings.tls_cert)[0]
     server.verify_directly_issued_by(load_chain(settings.certs_dir / "ca.pem")[0])
@@ -199,4 +256,4 @@ def test_main_makes_certificates_from_the_environment(
         monkeypatch.delenv(name, raising=False)
     assert main([]) == 0
     assert "chat.example.net" in capsys.readouterr().out
-    assert all((tmp_path / "certs" / name).is_file() for name in FILES)
+    assert all(file_of(tmp_path / "certs", name).is_file() for name in FILES)

@@ -9,6 +9,7 @@ API private, health checks and start order, named volumes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -278,7 +279,48 @@ def test_images_pin_what_the_local_install_pins():
 
 def test_dockerignore_keeps_secrets_and_state_out_of_images():
     ignored = set((ROOT / ".dockerignore").read_text().split())
-    assert {".env", "deploy/certs", "models", "data", ".venv", ".git"} <= ignored
+    assert {".env", "deploy/certs", "deploy/ca", "models", "data", ".venv", ".git"} <= ignored
+
+
+def private_keys_under(path: Path) -> dict[Path, object]:
+    """Every PEM private key in the files at or under `path`."""
+    from cryptography.hazmat.primitives import serialization
+
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    keys = {}
+    for file in files:
+        with contextlib.suppress(ValueError, TypeError):  # not a private key
+            keys[file] = serialization.load_pem_private_key(file.read_bytes(), password=None)
+    return keys
+
+
+def test_the_web_container_sees_the_server_key_but_never_the_ca_key(tmp_path):
+    """`make certs` writes into the folder compose mounts into `web`; what nginx can read
+    there is the server's certificate and key, not the key that signs for any name."""
+    from cryptography import x509
+
+    from deploy.certs import ensure_certs
+    from deploy.settings import DeploySettings
+
+    certs_dir = tmp_path / "deploy" / "certs"  # where `make certs` writes by default
+    ensure_certs(
+        DeploySettings(
+            certs_dir=certs_dir,
+            tls_cert=certs_dir / "server.pem",
+            tls_key=certs_dir / "server-key.pem",
+        )
+    )
+    ca = x509.load_pem_x509_certificate((certs_dir / "ca.pem").read_bytes())
+    web = resolve(tmp_path, VARIANTS["cpu"])["services"]["web"]
+    binds = [Path(v["source"]) for v in web["volumes"] if v["type"] == "bind"]
+    assert binds, "web mounts no certificates"
+    visible = {}
+    for source in binds:
+        assert source.exists(), f"web mounts {source}, which `make certs` does not make"
+        visible.update(private_keys_under(source))
+    assert certs_dir / "server-key.pem" in visible, "nginx needs the server's key"
+    exposed = [f for f, key in visible.items() if key.public_key() == ca.public_key()]
+    assert not exposed, f"the CA's private key is mounted into web: {exposed}"
 
 
 # ---- the opt-in monitoring profile --------------------------------------------------------

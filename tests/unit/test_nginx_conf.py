@@ -29,7 +29,7 @@ SECURITY_HEADERS = {
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    certs_dir = tmp_path_factory.mktemp("certs")
+    certs_dir = tmp_path_factory.mktemp("tls") / "certs"  # the CA key goes in its ca/
     ensure_certs(
         DeploySettings(
             certs_dir=certs_dir,

@@ -9,6 +9,7 @@ from app_service.metrics import install_app_metrics
 from app_service.settings import Settings
 from app_service.status import install_status
 from app_service.upstream import UpstreamPool
+from app_service.user_activity import UserActivity
 from chatstack import __version__
 from chatstack.errors import register_error_handlers
 from chatstack.logs import configure_logging, install_request_ids
@@ -31,6 +32,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     pool = UpstreamPool(settings)
     pool.start()
     app.extensions["chatstack_upstreams"] = pool
+    app.extensions["chatstack_user_activity"] = UserActivity(
+        settings.user_max_sockets, settings.user_max_active_turns
+    )
 
     install_request_ids(app)  # before any hook that may answer (an API key check)
     instrument_requests(app)

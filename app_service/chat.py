@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,8 +23,9 @@ from typing import Any
 from app_service import conversation_store as store
 from app_service.context import HistoryTurn, TokenCounter, build_context
 from app_service.db import connect, transaction
+from app_service.limits import check_max_tokens
 from app_service.metrics import AppMetrics
-from app_service.retrieval import best_chunks, files_for_user
+from app_service.retrieval import best_chunks, file_text, files_for_user
 from app_service.settings import Settings
 from app_service.upstream import UpstreamPool
 from chatstack.errors import APIError
@@ -61,6 +63,7 @@ class ChatTurn:
         *,
         request_id: str | None = None,
         metrics: AppMetrics | None = None,
+        on_finished: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -79,8 +82,12 @@ class ChatTurn:
         # Set before the last frame goes out, so a client that answers that frame at once
         # (a next message, regenerate) never finds this turn still "busy".
         self.finished = threading.Event()
+        self._on_finished = on_finished  # called once, when `finished` is first set
         self._abort_upstream: Callable[[], None] | None = None
         self._lock = threading.Lock()
+        # Regenerate: the answer being replaced. It stays stored until the model API sends
+        # the new one's first chunk, so a regenerate that fails first loses nothing.
+        self._previous: sqlite3.Row | None = None
 
     def stop(self) -> None:
         """The user pressed stop or left: end the upstream stream now, keep what came."""
@@ -104,7 +111,10 @@ class ChatTurn:
             self._run(conn)
         except APIError as exc:
             self.outcome = "failed"
-            self._send_last(error_frame(self.request.conversation_id, exc.message, exc.code))
+            frame = error_frame(self.request.conversation_id, exc.message, exc.code)
+            if self._previous is not None:  # shown again in place of the answer asked for
+                frame["message"] = store.message_dict(self._previous)
+            self._send_last(frame)
         except ClientGone:
             self.outcome = "stopped"
         except Exception:
@@ -118,9 +128,16 @@ class ChatTurn:
                 )
             )
         finally:
-            self.finished.set()
+            self._mark_finished()
             conn.close()
             self._record()
+
+    def _mark_finished(self) -> None:
+        with self._lock:
+            first = not self.finished.is_set()
+            self.finished.set()
+        if first and self._on_finished is not None:
+            self._on_finished()
 
     def _record(self) -> None:
         """The turn's one log line and its count by outcome, before its last frame goes out
@@ -155,7 +172,7 @@ class ChatTurn:
         req = self.request
         conversation = store.get_conversation(conn, self.user_id, req.conversation_id)
         if req.kind == "regenerate":
-            question = self._drop_last_answer(conn)
+            question = self._answer_again(conn)
         else:
             question = self._store_user_message(conn, conversation)
         settings = self._sampling(conversation)
@@ -168,6 +185,7 @@ class ChatTurn:
             user_text=question["content"],
             history=history,
             files=files,
+            load_text=lambda file_id, n: file_text(conn, self.user_id, file_id, n),
             find_chunks=lambda q, n: best_chunks(conn, self.user_id, [f.id for f in files], q, n),
             max_tokens=settings["max_tokens"],
         )
@@ -209,13 +227,14 @@ class ChatTurn:
         )
         return message
 
-    def _drop_last_answer(self, conn: sqlite3.Connection) -> dict[str, Any]:
-        """Regenerate: the last answer goes; the question before it is asked again."""
+    def _answer_again(self, conn: sqlite3.Connection) -> dict[str, Any]:
+        """Regenerate: the question before the last answer is asked again; that answer is
+        replaced only once a new one arrives (`_replace_previous`)."""
         messages = store.messages_of(conn, self.request.conversation_id)
         if messages and messages[-1]["role"] == "assistant":
             if messages[-1]["status"] == "streaming":
                 raise APIError(409, "An answer is still being generated.", code="busy")
-            store.delete_message(conn, messages[-1]["id"])
+            self._previous = messages[-1]
             messages = messages[:-1]
         if not messages or messages[-1]["role"] != "user":
             raise APIError(
@@ -230,13 +249,16 @@ class ChatTurn:
         def pick(name: str) -> Any:
             return o[name] if o.get(name) is not None else conversation[name]
 
+        ceiling = self.settings.user_max_tokens
+        check_max_tokens(pick("max_tokens"), ceiling)
+        default_max_tokens = min(self.settings.chat_max_tokens, ceiling or sys.maxsize)
         model = pick("model") or self.settings.default_model or self._first_model()
         return {
             "model": model,
             "system_prompt": pick("system_prompt") or "",
             "temperature": pick("temperature"),
             "top_p": pick("top_p"),
-            "max_tokens": pick("max_tokens") or self.settings.chat_max_tokens,
+            "max_tokens": pick("max_tokens") or default_max_tokens,
         }
 
     def _first_model(self) -> str:
@@ -296,6 +318,7 @@ class ChatTurn:
                 if self.stopped.is_set():
                     outcome["status"] = "stopped"
                     break
+                self._replace_previous(conn)
                 if chunk.get("usage"):
                     outcome["usage"] = chunk["usage"]
                 for choice in chunk.get("choices") or []:
@@ -321,7 +344,7 @@ class ChatTurn:
             if self.stopped.is_set():
                 outcome["status"] = "stopped"  # our own abort closed the stream
             else:
-                outcome.update(status="failed", error=exc.message)
+                outcome.update(status="failed", error=exc.message, code=exc.code)
         except Exception as exc:  # a broken stream of any kind must still be stored
             log.exception("streaming from the model API failed")
             outcome.update(status="failed", error=f"The answer could not be completed: {exc}")
@@ -331,6 +354,37 @@ class ChatTurn:
         self.usage = outcome.get("usage")
         self._finish(conn, answer_id, "".join(parts), sources, outcome)
 
+    def _replace_previous(self, conn: sqlite3.Connection) -> None:
+        """The new answer is arriving: the one it replaces goes now."""
+        if self._previous is not None:
+            store.delete_message(conn, self._previous["id"])
+            self._previous = None
+
+    def _keep_previous(
+        self, conn: sqlite3.Connection, answer_id: str, outcome: dict[str, Any]
+    ) -> None:
+        """A regenerate that ended before any of the new answer arrived (refused, failed,
+        stopped): the new row goes, the previous answer stays as it was and is sent back."""
+        assert self._previous is not None
+        store.delete_message(conn, answer_id)
+        previous = store.message_dict(self._previous)
+        frame: dict[str, Any]
+        if outcome["status"] == "failed":
+            code = outcome.get("code") or "upstream_failed"
+            frame = error_frame(self.request.conversation_id, outcome["error"], code)
+            frame["message"] = previous
+        else:
+            frame = {
+                "type": "done",
+                "conversation_id": self.request.conversation_id,
+                "message": previous,
+                "usage": previous["usage"],
+                "finish_reason": previous["finish_reason"],
+                "sources": previous["sources"],
+            }
+        frame["discarded_message_id"] = answer_id
+        self._send_last(frame)
+
     def _finish(
         self,
         conn: sqlite3.Connection,
@@ -339,6 +393,9 @@ class ChatTurn:
         sources: list[dict[str, Any]],
         outcome: dict[str, Any],
     ) -> None:
+        if self._previous is not None:
+            self._keep_previous(conn, answer_id, outcome)
+            return
         store.finish_message(
             conn,
             answer_id,
@@ -362,7 +419,8 @@ class ChatTurn:
             return
         message = store.message_dict(row)
         if outcome["status"] == "failed":
-            frame = error_frame(self.request.conversation_id, outcome["error"], "upstream_failed")
+            code = outcome.get("code") or "upstream_failed"
+            frame = error_frame(self.request.conversation_id, outcome["error"], code)
             frame["message"] = message
         else:
             frame = {
@@ -391,7 +449,7 @@ class ChatTurn:
     def _send_last(self, frame: dict[str, Any]) -> None:
         """The turn's final frame; the socket may already be gone, which is fine."""
         self._record()
-        self.finished.set()
+        self._mark_finished()
         try:
             self.send(self._with_id(frame))
         except Exception:

@@ -1,16 +1,20 @@
-"""gunicorn settings for the app service.
+"""gunicorn settings for the app service: one gevent worker.
 
 Run: gunicorn -c app_service/gunicorn.conf.py "app_service.app:create_app()"
-A flask-sock WebSocket holds its thread for as long as it is open, so APP_THREADS (default
-64) bounds open chat sockets plus ordinary requests: size it for your concurrent users.
+An open chat WebSocket or /v1 stream is a greenlet waiting on its socket, not a thread:
+APP_MAX_CONNECTIONS (default 10,000) bounds the connections held at once.
 """
 
 from app_service.settings import Settings
-from chatstack.gunicorn_config import load_or_exit, threaded_server
+from chatstack.gunicorn_config import evented_server, load_or_exit
 
 _settings = load_or_exit(Settings)
 globals().update(
-    threaded_server(
-        _settings.host, _settings.port, _settings.threads, _settings.log_level, _settings.log_format
+    evented_server(
+        _settings.host,
+        _settings.port,
+        _settings.max_connections,
+        _settings.log_level,
+        _settings.log_format,
     )
 )

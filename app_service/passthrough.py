@@ -7,18 +7,20 @@ for byte as they arrive, and a client that leaves closes the upstream stream.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app_service.api_keys import user_for_api_key
+from app_service.limits import bound_request
 from app_service.upstream import UpstreamPool
 from app_service.upstream_wire import STOPPED, UpstreamError, error_from_response, iter_raw
+from app_service.user_activity import user_activity
 from chatstack.errors import APIError
 from chatstack.sse import DONE, SSE_HEADERS, SSE_MIMETYPE, sse_data
+from chatstack.validation import load_json
 
 bp = Blueprint("passthrough", __name__, url_prefix="/v1")
 
@@ -47,6 +49,10 @@ def completions() -> Response:
     return forward("/v1/completions", read_body())
 
 
+def ceiling() -> int:
+    return current_app.extensions["chatstack_settings"].user_max_tokens
+
+
 def read_body() -> dict[str, Any]:
     """The JSON object sent, checked only as far as routing needs: a string `model`."""
     limit = current_app.extensions["chatstack_settings"].max_json_bytes
@@ -55,12 +61,7 @@ def read_body() -> dict[str, Any]:
     raw = request.get_data(cache=False)
     if len(raw) > limit:
         raise too_large(limit)
-    try:
-        body = json.loads(raw, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise APIError(
-            400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
-        ) from None
+    body = load_json(raw)
     if not isinstance(body, dict):
         raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
     if "model" not in body:
@@ -78,9 +79,14 @@ def read_body() -> dict[str, Any]:
 
 
 def forward(path: str, body: dict[str, Any]) -> Response:
-    """Send the body upstream; answer with its JSON, or relay its SSE stream unbuffered."""
+    """Send the body upstream; answer with its JSON, or relay its SSE stream unbuffered.
+    The request counts as one of the user's answers generating until it ends."""
+    body = bound_request(body, ceiling())
+    user_id = g.api_user["id"]
+    activity = user_activity()
+    activity.start_turn(user_id)
     if body.get("stream") is not True:
-        with pool().open(path, body, stream=False) as reply:
+        with activity_ends(user_id), pool().open(path, body, stream=False) as reply:
             if reply.status_code != 200:
                 raise error_from_response(reply)
             return Response(
@@ -89,7 +95,12 @@ def forward(path: str, body: dict[str, Any]) -> Response:
                 content_type=reply.headers.get("Content-Type", "application/json"),
             )
     upstream = ExitStack()
-    reply = upstream.enter_context(pool().open(path, body, stream=True))
+    upstream.callback(activity.end_turn, user_id)
+    try:
+        reply = upstream.enter_context(pool().open(path, body, stream=True))
+    except BaseException:
+        upstream.close()
+        raise
     if reply.status_code != 200:
         with upstream:
             raise error_from_response(reply)
@@ -97,6 +108,14 @@ def forward(path: str, body: dict[str, Any]) -> Response:
     # A response closed before its first chunk never runs the generator's `finally`.
     response.call_on_close(upstream.close)
     return response
+
+
+@contextmanager
+def activity_ends(user_id: str) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        user_activity().end_turn(user_id)
 
 
 def relay(reply: Any, upstream: ExitStack) -> Iterator[bytes]:
@@ -127,7 +146,3 @@ def too_large(limit: int) -> APIError:
     return APIError(
         413, f"The request body is larger than {limit} bytes.", code="request_too_large"
     )
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not valid JSON")

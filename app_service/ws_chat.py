@@ -1,8 +1,10 @@
 """The chat WebSocket (/ws): session-cookie auth, Origin check, JSON frames.
 
-The socket's thread reads client frames; each chat turn streams on a thread of its own,
-so a `stop` frame is read while the answer is still arriving. Frames: docs/protocol.md.
-The socket's request id (the handshake's) names the connection; turn n is `<id>.<n>`.
+The socket's greenlet reads client frames; each chat turn streams on a greenlet of its
+own, so a `stop` frame is read while the answer is still arriving. Frames:
+docs/protocol.md. The socket's request id (the handshake's) names the connection; turn n
+is `<id>.<n>`. Every socket is registered in the user's activity (user_activity.py),
+which bounds a user's sockets and answers and closes them when their session ends.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from flask import Blueprint, Flask, current_app, request
 from flask_sock import Sock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app_service.accounts import current_user
+from app_service.accounts import SESSION_COOKIE, current_user, token_hash
 from app_service.chat import ChatTurn, TurnRequest
 from app_service.metrics import AppMetrics, app_metrics
 from app_service.settings import Settings
+from app_service.user_activity import UserActivity, user_activity
 from chatstack.errors import APIError
 from chatstack.logs import current_request_id
-from chatstack.validation import param_path
+from chatstack.validation import load_json, param_path
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +95,10 @@ def check_handshake() -> None:
 
 
 def parse_frame(raw: str | bytes) -> BaseModel:
+    """A client frame → its model; not JSON, too deeply nested, or invalid → a 400."""
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        data = load_json(raw)
+    except APIError:
         raise APIError(400, "Frames must be JSON objects.", code="invalid_json") from None
     if not isinstance(data, dict) or data.get("type") not in FRAMES:
         raise APIError(
@@ -125,6 +129,7 @@ class ChatSocket:
         *,
         connection_id: str,
         metrics: AppMetrics | None = None,
+        activity: UserActivity | None = None,
     ) -> None:
         self.ws = ws
         self.settings = settings
@@ -132,6 +137,9 @@ class ChatSocket:
         self.user_id = user_id
         self.connection_id = connection_id[:CONNECTION_ID_CHARS]
         self.metrics = metrics
+        self.activity = activity or UserActivity(
+            settings.user_max_sockets, settings.user_max_active_turns
+        )
         self.turns = 0
         self.send_lock = threading.Lock()
         self.turn: ChatTurn | None = None
@@ -172,6 +180,14 @@ class ChatSocket:
             return
         if self.turn is not None and not self.turn.finished.is_set():
             raise APIError(409, "An answer is still being generated; stop it first.", code="busy")
+        if not self.activity.try_start_turn(self.user_id):
+            limit = self.activity.max_active_turns
+            raise APIError(
+                429,
+                f"You already have {limit} answers being generated in other tabs or programs, "
+                "the most one account may have at once. Wait for one to finish or stop it.",
+                code="too_many_active_turns",
+            )
         overrides = frame.settings.model_dump(exclude_none=True) if frame.settings else {}
         if isinstance(frame, SendFrame):
             request_ = TurnRequest(
@@ -188,6 +204,7 @@ class ChatSocket:
             self.send,
             request_id=f"{self.connection_id}.{self.turns}",
             metrics=self.metrics,
+            on_finished=lambda: self.activity.end_turn(self.user_id),
         )
         # A new thread starts with an empty context: ChatTurn.run sets the turn's id there.
         self.thread = threading.Thread(target=self.turn.run, name="chat-turn", daemon=True)
@@ -200,19 +217,41 @@ class ChatSocket:
         if self.thread is not None:
             self.thread.join(timeout=10)
 
+    def end(self, code: int, reason: str) -> None:
+        """Close from the server's side (a logout, too many tabs): the answer streaming
+        stops, and the close frame tells the client why and not to reconnect."""
+        if self.turn is not None:
+            self.turn.stop()
+        try:
+            self.ws.close(reason=code, message=reason)
+        except Exception:  # already closed by the client: nothing to tell it
+            log.debug("socket already closed", exc_info=True)
+        # Wake serve(), which waits for the next frame; without this it would wait for
+        # the client's close reply, which a vanished client never sends.
+        event = getattr(self.ws, "event", None)
+        if event is not None:
+            event.set()
+
 
 @sock.route("/ws", bp=bp)
 def chat_socket(ws: Any) -> None:
     settings = current_app.extensions["chatstack_settings"]
     pool = current_app.extensions["chatstack_upstreams"]
     metrics = app_metrics()
+    activity = user_activity()
+    user_id = current_user()["id"]
     chat = ChatSocket(
         ws,
         settings,
         pool,
-        current_user()["id"],
+        user_id,
         connection_id=current_request_id(),
         metrics=metrics,
+        activity=activity,
     )
-    with metrics.open_websockets.track_inprogress():
-        chat.serve()
+    activity.add_socket(user_id, token_hash(request.cookies.get(SESSION_COOKIE, "")), chat)
+    try:
+        with metrics.open_websockets.track_inprogress():
+            chat.serve()
+    finally:
+        activity.remove_socket(user_id, chat)

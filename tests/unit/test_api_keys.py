@@ -26,7 +26,7 @@ def upstream() -> Iterator[FakeUpstream]:
 @pytest.fixture
 def app(tmp_path: Path, upstream: FakeUpstream):
     settings = Settings(
-        data_dir=tmp_path, model_api_urls=(upstream.url,), cookie_secure=False, threads=8
+        data_dir=tmp_path, model_api_urls=(upstream.url,), cookie_secure=False, max_connections=64
     )
     app = create_app(settings)
     yield app

@@ -38,7 +38,7 @@ def app(tmp_path: Path, upstream: FakeUpstream) -> Iterator[Flask]:
         data_dir=tmp_path,
         model_api_urls=(upstream.url,),
         cookie_secure=False,
-        threads=8,
+        max_connections=64,
         max_upload_bytes=4000,
         chat_max_tokens=16,  # the fake model has a context of 99 tokens
     )

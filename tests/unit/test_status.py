@@ -339,7 +339,7 @@ def test_status_settings_are_read_and_checked() -> None:
 @pytest.fixture
 def app(tmp_path: Path, upstream: FakeModelAPI):
     settings = Settings(
-        data_dir=tmp_path, model_api_urls=(upstream.url,), cookie_secure=False, threads=8
+        data_dir=tmp_path, model_api_urls=(upstream.url,), cookie_secure=False, max_connections=64
     )
     app = create_app(settings)
     yield app

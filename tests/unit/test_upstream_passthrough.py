@@ -30,7 +30,7 @@ def app(tmp_path: Path, upstream: FakeUpstream):
         model_api_urls=(upstream.url,),
         model_api_key="shared",
         cookie_secure=False,
-        threads=8,
+        max_connections=64,
         max_json_bytes=2000,
     )
     app = create_app(settings)

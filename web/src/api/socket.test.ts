@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { backoffDelay, ChatSocket, type SocketStatus, type WebSocketLike } from './socket';
+import { backoffDelay, ChatSocket, CLOSE_REPLACED, CLOSE_SESSION_ENDED, type SocketStatus, type WebSocketLike } from './socket';
 import type { ServerFrame } from './types';
 
 class FakeSocket implements WebSocketLike {
@@ -24,9 +24,9 @@ class FakeSocket implements WebSocketLike {
   serverSend(frame: unknown) {
     this.onmessage?.(new MessageEvent('message', { data: JSON.stringify(frame) }));
   }
-  drop() {
+  drop(code = 1006, reason = '') {
     this.readyState = 3;
-    this.onclose?.(new CloseEvent('close', { code: 1006 }));
+    this.onclose?.(new CloseEvent('close', { code, reason }));
   }
 }
 
@@ -130,6 +130,31 @@ describe('ChatSocket', () => {
     client.reconnectNow();
     expect(sockets).toHaveLength(2);
     vi.advanceTimersByTime(10_000);
+    expect(sockets).toHaveLength(2);
+  });
+
+  it.each([CLOSE_SESSION_ENDED, CLOSE_REPLACED])('does not reconnect when the server ends it (%i)', (code) => {
+    const ended: [number, string][] = [];
+    client = new ChatSocket({
+      url: 'wss://example.test/ws',
+      onFrame: () => {},
+      onStatus: (s) => statuses.push(s),
+      onEnded: (c, r) => ended.push([c, r]),
+      createSocket: () => {
+        const s = new FakeSocket();
+        sockets.push(s);
+        return s;
+      },
+      initialDelayMs: 100,
+    });
+    client.connect();
+    sockets[0].serverOpen();
+    sockets[0].drop(code, 'why');
+    vi.advanceTimersByTime(10_000);
+    expect(sockets).toHaveLength(1);
+    expect(client.status).toBe('ended');
+    expect(ended).toEqual([[code, 'why']]);
+    client.connect(); // the user asks: it connects again
     expect(sockets).toHaveLength(2);
   });
 });

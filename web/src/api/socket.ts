@@ -1,7 +1,13 @@
 /** The chat WebSocket client: one socket, JSON frames, reconnects by itself with backoff. */
 import type { ClientFrame, ServerFrame } from './types';
 
-export type SocketStatus = 'connecting' | 'open' | 'reconnecting' | 'closed';
+export type SocketStatus = 'connecting' | 'open' | 'reconnecting' | 'closed' | 'ended';
+
+/** Close codes the server uses when it ends a socket on purpose (docs/protocol.md): the
+ * client must not reconnect by itself, or two tabs would keep closing each other. */
+export const CLOSE_SESSION_ENDED = 4001;
+export const CLOSE_REPLACED = 4008;
+const ENDED_BY_SERVER = new Set([CLOSE_SESSION_ENDED, CLOSE_REPLACED]);
 
 /** The part of the browser's WebSocket this client uses (a fake one stands in for tests). */
 export interface WebSocketLike {
@@ -20,6 +26,8 @@ export interface ChatSocketOptions {
   url: string;
   onFrame: (frame: ServerFrame) => void;
   onStatus?: (status: SocketStatus) => void;
+  /** The server ended the socket on purpose (status 'ended'): its close code and reason. */
+  onEnded?: (code: number, reason: string) => void;
   createSocket?: WebSocketFactory;
   /** First retry delay; it doubles per failed attempt up to maxDelayMs. */
   initialDelayMs?: number;
@@ -50,6 +58,7 @@ export class ChatSocket {
   constructor(options: ChatSocketOptions) {
     this.opts = {
       onStatus: () => {},
+      onEnded: () => {},
       createSocket: (url) => new WebSocket(url),
       initialDelayMs: 500,
       maxDelayMs: 15_000,
@@ -122,11 +131,17 @@ export class ChatSocket {
     ws.onerror = () => {
       // A close event always follows; reconnecting is handled there.
     };
-    ws.onclose = () => {
+    ws.onclose = (ev: CloseEvent) => {
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.stopped) {
         this.setStatus('closed');
+        return;
+      }
+      if (ev && ENDED_BY_SERVER.has(ev.code)) {
+        this.stopped = true;
+        this.setStatus('ended');
+        this.opts.onEnded(ev.code, ev.reason);
         return;
       }
       this.scheduleReconnect();

@@ -104,6 +104,8 @@ export type ServerFrame =
       usage: Message['usage'];
       finish_reason: string | null;
       sources: Source[];
+      /** A regenerate that ended before its new answer began: drop that answer. */
+      discarded_message_id?: string;
     }
   | {
       type: 'error';
@@ -111,6 +113,7 @@ export type ServerFrame =
       error: string;
       code: string | null;
       message: Message | null;
+      discarded_message_id?: string;
     };
 
 /** Frames the browser sends over /ws. */

@@ -92,7 +92,11 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
       />
       {narrow && sidebarOpen ? <div className="scrim" onClick={closeOnPhone} aria-hidden="true" /> : null}
       <main className="main">
-        <ConnectionStatus status={chat.state.socketStatus} />
+        <ConnectionStatus
+          status={chat.state.socketStatus}
+          endedReason={chat.endedReason}
+          onReconnect={chat.reconnect}
+        />
         {page === 'keys' ? (
           <KeysPage onBack={() => setPage('chat')} onToggleSidebar={toggleSidebar} onError={onError} />
         ) : page === 'status' && auth.user?.is_admin ? (

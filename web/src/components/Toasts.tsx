@@ -27,7 +27,25 @@ export function Toasts({ toasts, onDismiss }: { toasts: Toast[]; onDismiss: (id:
   );
 }
 
-export function ConnectionStatus({ status }: { status: string }) {
+export function ConnectionStatus({
+  status,
+  endedReason,
+  onReconnect,
+}: {
+  status: string;
+  endedReason?: string | null;
+  onReconnect?: () => void;
+}) {
+  if (status === 'ended') {
+    return (
+      <div className="connection-status" data-testid="connection-status" role="status">
+        {endedReason || 'Disconnected by the server.'}
+        <button type="button" className="btn small" data-testid="reconnect" onClick={onReconnect}>
+          Reconnect
+        </button>
+      </div>
+    );
+  }
   if (status !== 'reconnecting') return null;
   return (
     <div className="connection-status" data-testid="connection-status" role="status">

@@ -1,7 +1,7 @@
 /** The one owner of chat state and of the socket: components read it and call its actions. */
-import { createContext, useCallback, useContext, useEffect, useMemo, useReducer, useRef, type ReactNode } from 'react';
+import { createContext, useCallback, useContext, useEffect, useMemo, useReducer, useRef, useState, type ReactNode } from 'react';
 import * as rest from '../api/rest';
-import { ChatSocket, defaultSocketUrl, type SocketStatus } from '../api/socket';
+import { ChatSocket, CLOSE_SESSION_ENDED, defaultSocketUrl, type SocketStatus } from '../api/socket';
 import type { Attachment, Conversation, ConversationSettings, ServerFrame } from '../api/types';
 import { chatReducer, initialChatState, nextToastId, type ChatState } from './chatReducer';
 
@@ -17,12 +17,16 @@ export interface ChatActions {
   saveSettings: (id: string, settings: Partial<ConversationSettings>) => Promise<boolean>;
   notify: (text: string, kind?: 'error' | 'info') => void;
   dismissToast: (id: number) => void;
+  /** Open the socket again after the server ended it (too many tabs). */
+  reconnect: () => void;
 }
 
 export interface ChatValue extends ChatActions {
   state: ChatState;
   current: Conversation | null;
   search: string;
+  /** Why the server ended this tab's socket, while it stays ended. */
+  endedReason: string | null;
 }
 
 const ChatContext = createContext<ChatValue | null>(null);
@@ -32,7 +36,11 @@ interface Props {
   onUnauthorized: () => void;
 }
 
-function makeSocket(handlers: { onFrame: (f: ServerFrame) => void; onStatus: (s: SocketStatus) => void }) {
+function makeSocket(handlers: {
+  onFrame: (f: ServerFrame) => void;
+  onStatus: (s: SocketStatus) => void;
+  onEnded: (code: number, reason: string) => void;
+}) {
   return new ChatSocket({ url: defaultSocketUrl(), ...handlers });
 }
 
@@ -44,6 +52,7 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
   const searchRef = useRef('');
   const searchTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
   const [search, setSearchValue] = useReducer((_: string, q: string) => q, '');
+  const [endedReason, setEndedReason] = useState<string | null>(null);
   const unauthorizedRef = useRef(onUnauthorized);
   unauthorizedRef.current = onUnauthorized;
 
@@ -101,12 +110,21 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
             () => {},
           );
         }
+        if (status === 'open') setEndedReason(null);
         if (status === 'open' && wasDropped) {
           wasDropped = false;
           void loadList();
           const id = stateRef.current.currentId;
           if (id) void loadConversation(id);
         }
+      },
+      onEnded: (code, reason) => {
+        wasDropped = true;
+        if (code === CLOSE_SESSION_ENDED) {
+          unauthorizedRef.current(); // signed out here or elsewhere: back to the sign-in page
+          return;
+        }
+        setEndedReason(reason || 'The server closed this tab\'s connection.');
       },
     });
     socketRef.current = socket;
@@ -270,6 +288,7 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
   );
 
   const dismissToast = useCallback((id: number) => dispatch({ type: 'toast/dismiss', id }), []);
+  const reconnect = useCallback(() => socketRef.current?.connect(), []);
 
   const current = state.current;
 
@@ -289,8 +308,27 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
       saveSettings,
       notify,
       dismissToast,
+      reconnect,
+      endedReason,
     }),
-    [state, current, search, select, newChat, setSearch, send, stop, regenerate, rename, remove, saveSettings, notify, dismissToast],
+    [
+      state,
+      current,
+      search,
+      select,
+      newChat,
+      setSearch,
+      send,
+      stop,
+      regenerate,
+      rename,
+      remove,
+      saveSettings,
+      notify,
+      dismissToast,
+      reconnect,
+      endedReason,
+    ],
   );
   return <ChatContext.Provider value={value}>{children}</ChatContext.Provider>;
 }

@@ -167,6 +167,26 @@ describe('chatReducer', () => {
     expect(s.turn?.messageId).toBeNull();
   });
 
+  it('shows the previous answer again when a regenerate fails before the new one began', () => {
+    let s = streaming();
+    const previous = msg({ id: 'msg_a', content: 'Hello.', status: 'complete' });
+    s = frame(s, { type: 'done', conversation_id: 'conv_a', message: previous, usage: null, finish_reason: 'stop', sources: [] });
+    s = chatReducer(s, { type: 'turn/regenerate', conversationId: 'conv_a' });
+    s = frame(s, { type: 'start', conversation_id: 'conv_a', message: msg({ id: 'msg_new', status: 'streaming' }) });
+    s = frame(s, {
+      type: 'error',
+      conversation_id: 'conv_a',
+      error: 'The model is busy.',
+      code: 'model_busy',
+      message: previous,
+      discarded_message_id: 'msg_new',
+    });
+    expect(s.messages.map((m) => m.id)).toEqual(['msg_u', 'msg_a']);
+    expect(s.messages[1].content).toBe('Hello.');
+    expect(s.turn).toBeNull();
+    expect(s.toasts.map((t) => t.text)).toEqual(['The model is busy.']);
+  });
+
   it('ends the turn when the socket drops mid-answer', () => {
     const s = chatReducer(streaming(), { type: 'socket/status', status: 'reconnecting' });
     expect(s.turn).toBeNull();

@@ -74,6 +74,11 @@ function touchConversation(list: Conversation[], id: string, at: number): Conver
   return sortNewestFirst(list.map((c) => (c.id === id ? { ...c, updated_at: Math.max(c.updated_at, at) } : c)));
 }
 
+/** A regenerate that ended before its new answer began: that answer's row is gone. */
+function withoutDiscarded(messages: Message[], id: string | null | undefined): Message[] {
+  return id ? messages.filter((m) => m.id !== id) : messages;
+}
+
 /** Put a message in place of the one with its id (or of `replaceId`), else append it. */
 function putMessage(messages: Message[], msg: Message, replaceId?: string): Message[] {
   const i = messages.findIndex((m) => m.id === msg.id || (replaceId !== undefined && m.id === replaceId));
@@ -129,7 +134,8 @@ function applyFrame(state: ChatState, frame: ServerFrame): ChatState {
     }
     case 'done': {
       const message: Message = { ...frame.message, sources: frame.sources ?? frame.message.sources ?? [] };
-      const messages = isCurrent(frame.conversation_id) ? putMessage(state.messages, message) : state.messages;
+      const kept = withoutDiscarded(state.messages, frame.discarded_message_id);
+      const messages = isCurrent(frame.conversation_id) ? putMessage(kept, message) : kept;
       const turn = state.turn?.conversationId === frame.conversation_id ? null : state.turn;
       const conversations = touchConversation(state.conversations, frame.conversation_id, Date.now() / 1000);
       return { ...state, messages, turn, conversations };
@@ -137,13 +143,15 @@ function applyFrame(state: ChatState, frame: ServerFrame): ChatState {
     case 'error': {
       // `busy` means another turn is still streaming: that turn goes on.
       const endsTurn = frame.code !== 'busy';
-      let messages = state.messages;
+      let messages = withoutDiscarded(state.messages, frame.discarded_message_id);
       if (frame.message && isCurrent(frame.message.conversation_id)) messages = putMessage(messages, frame.message);
       // The user message never got stored: take back the one shown while waiting.
       if (endsTurn) messages = messages.filter((m) => m.id !== PENDING_ID);
-      // A failed answer shows its error in its badge; anything else becomes a toast.
-      const toasts = frame.message
-        ? state.toasts
+      // A failed answer shows its error in its badge; anything else becomes a toast (an
+      // answer sent back unchanged, after a regenerate that failed, included).
+      const toasts =
+        frame.message?.status === 'failed'
+          ? state.toasts
         : [...state.toasts, { id: nextToastId(), text: frame.error || 'Something went wrong.', kind: 'error' as const }];
       return { ...state, messages, toasts, turn: endsTurn ? null : state.turn };
     }

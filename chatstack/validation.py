@@ -11,19 +11,58 @@ from chatstack.errors import APIError
 
 Model = TypeVar("Model", bound=BaseModel)
 
+# No request of ours nests deeper than a few levels; a limit far above that keeps a hostile
+# `[[[[…]]]]` from reaching the parser's recursion limit, pydantic, or json.dumps upstream.
+MAX_JSON_DEPTH = 64
+
 # pydantic adds the member of a union it tried to an error's location ("str",
 # "list[str]", "function-after[...]"): those are not parameter names.
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "tuple", "none"}
 
 
-def parse_body(raw: bytes, model_cls: type[Model]) -> Model:
-    """Bytes from the wire → a validated request model, or an OpenAI-shaped 400."""
+def load_json(raw: str | bytes) -> Any:
+    """Standard JSON from the wire (no NaN or Infinity), nested at most MAX_JSON_DEPTH deep;
+    anything else is a 400 `invalid_json`."""
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise too_deep() from None
+    except (UnicodeDecodeError, ValueError) as exc:
         raise APIError(
             400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
         ) from None
+    if nesting_exceeds(data, MAX_JSON_DEPTH):
+        raise too_deep()
+    return data
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than `limit` deep (walked without recursion)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def too_deep() -> APIError:
+    return APIError(
+        400,
+        f"The JSON body nests lists or objects more than {MAX_JSON_DEPTH} levels deep.",
+        code="invalid_json",
+    )
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_body(raw: bytes, model_cls: type[Model]) -> Model:
+    """Bytes from the wire → a validated request model, or an OpenAI-shaped 400."""
+    data = load_json(raw)
     if not isinstance(data, dict):
         raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
     try:

@@ -6,6 +6,10 @@ it from `$request_id`; the app service passes it on to the model API), else it i
 It lives in a context variable for the request's thread, so every log line written while
 serving that request carries it — and a thread that serves another request (the engine's)
 passes it explicitly as `extra={"request_id": ...}`.
+
+A line is one line whatever a client sent: the text format escapes control characters
+(`\n` → `\\n`) in the message and every field, and indents a traceback's lines under the
+line they belong to; JSON escapes them itself (and, here, the Unicode line separators).
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ _WELL_FORMED = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 ACCESS_LOGGER = "chatstack.access"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+# What could end a line or rewrite a terminal: C0 and C1 controls, DEL, U+2028/U+2029.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_JSON_UNESCAPED = re.compile("[\x7f-\x9f\u2028\u2029]")
 # LogRecord attributes that are not a caller's `extra`: JSON lines leave them out.
 _RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
 
@@ -52,6 +60,43 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def escape_control(text: str) -> str:
+    """`text` with no control character left: \\n, \\r, \\t, else \\xNN or \\uNNNN."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+class TextFormatter(logging.Formatter):
+    """TEXT_FORMAT with every field escaped: a newline in a path or an id cannot forge a
+    line. A traceback keeps its lines, each indented, so none starts like a log line."""
+
+    def __init__(self, fmt: str = TEXT_FORMAT, datefmt: str | None = None) -> None:
+        super().__init__(fmt, datefmt)
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        line = escape_control(self.formatMessage(record))
+        blocks = []
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            blocks.append(record.exc_text)
+        if record.stack_info:
+            blocks.append(self.formatStack(record.stack_info))
+        for block in blocks:
+            for part in block.splitlines():
+                line += "\n    " + escape_control(part)
+        return line
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id, extras."""
 
@@ -68,11 +113,15 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)
+        # json.dumps escapes C0 controls but not C1 ones or U+2028/U+2029, which some
+        # readers (Python's splitlines among them) take for line ends.
+        return _JSON_UNESCAPED.sub(
+            lambda m: f"\\u{ord(m.group()):04x}", json.dumps(line, ensure_ascii=False)
+        )
 
 
 def formatter(log_format: str) -> logging.Formatter:
-    return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    return JsonFormatter() if log_format == "json" else TextFormatter()
 
 
 def configure_logging(level: str, log_format: str) -> None:
@@ -87,8 +136,10 @@ def configure_logging(level: str, log_format: str) -> None:
 
 def gunicorn_logconfig(level: str, log_format: str) -> dict[str, Any]:
     """gunicorn's own lines (start, stop, worker deaths) in the same format as ours."""
-    factory = "chatstack.logs.JsonFormatter" if log_format == "json" else "logging.Formatter"
-    fmt = {"()": factory} if log_format == "json" else {"format": TEXT_FORMAT}
+    factory = (
+        "chatstack.logs.JsonFormatter" if log_format == "json" else "chatstack.logs.TextFormatter"
+    )
+    fmt = {"()": factory}
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -17,6 +17,7 @@ from chatstack.logs import (
     RequestIdFilter,
     configure_logging,
     current_request_id,
+    formatter,
     install_request_ids,
 )
 
@@ -121,3 +122,56 @@ def test_gunicorn_accepts_the_log_config(log_format) -> None:
     finally:
         root.handlers[:] = old_handlers
         root.setLevel(old_level)
+
+
+@pytest.fixture
+def text_log() -> io.StringIO:
+    """Everything logged, in the text format, through the same filter the services use."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter("text"))
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    old_handlers, old_level = root.handlers[:], root.level
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    yield stream
+    root.handlers[:] = old_handlers
+    root.setLevel(old_level)
+
+
+FORGED = "\n2025-01-01 00:00:00,000 INFO chatstack.access [x]: POST /api/auth/login 200"
+
+
+def test_text_lines_escape_control_characters_in_the_message_and_every_field(text_log) -> None:
+    logging.getLogger("chatstack.test\x1b[31m").warning(
+        "conversation %s\r\x00\t\x7f\x85\u2028", "conv" + FORGED, extra={"request_id": "id\nx"}
+    )
+    out = text_log.getvalue()
+    assert out.count("\n") == 1 and len(out.splitlines()) == 1, out
+    assert "conv\\n2025-01-01" in out and "\\r\\x00\\t\\x7f\\x85\\u2028" in out
+    assert "[id\\nx]" in out and "chatstack.test\\x1b[31m" in out
+
+
+def test_a_forged_line_in_a_request_path_stays_on_the_access_line(app, text_log) -> None:
+    app.test_client().get("/work%0A2025-01-01%2000:00:00,000%20INFO%20forged")
+    (line,) = text_log.getvalue().splitlines()
+    assert "GET /work\\n2025-01-01" in line and " 404 " in line
+
+
+def test_a_traceback_keeps_its_lines_but_cannot_start_a_line_of_its_own(text_log) -> None:
+    try:
+        raise ValueError("bad id" + FORGED)
+    except ValueError:
+        logging.getLogger("x").exception("failed")
+    first, *rest = text_log.getvalue().splitlines()
+    assert first.endswith(": failed")
+    assert rest and all(line.startswith(" ") for line in rest), rest
+    assert any("Traceback" in line for line in rest)
+
+
+def test_json_lines_stay_one_line_whatever_the_message(captured) -> None:
+    logging.getLogger("x").info("a\nb\u2028c\u2029d\x85e", extra={"path": "/p\n\u2028"})
+    (line,) = captured.getvalue().splitlines()
+    record = json.loads(line)
+    assert (record["message"], record["path"]) == ("a\nb\u2028c\u2029d\x85e", "/p\n\u2028")

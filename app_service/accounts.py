@@ -1,7 +1,8 @@
 """Accounts and browser sessions: register, log in, log out, change password.
 
 A session is a random token in a `Secure; HttpOnly; SameSite=Strict` cookie; the
-database keeps only its hash, so a leaked database does not leak live sessions.
+database keeps only its hash, so a leaked database does not leak live sessions. Password
+guesses are limited in login_limits.py; hashing is passwords.py's.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
-from werkzeug.security import check_password_hash, generate_password_hash
 
+from app_service import login_limits, passwords
 from app_service.bodies import json_body
 from app_service.db import db, new_id, now, transaction
+from app_service.proxies import client_address as _client_address
 from app_service.settings import Settings
 from chatstack.errors import APIError
 from chatstack.validation import parse_body
 
 bp = Blueprint("accounts", __name__, url_prefix="/api/auth")
 
+# The cookie's name over plain HTTP (COOKIE_SECURE=false); use session_cookie_name().
 SESSION_COOKIE = "chatstack_session"
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,6 +52,18 @@ class PasswordChange(BaseModel):
 
 def settings() -> Settings:
     return current_app.extensions["chatstack_settings"]
+
+
+def session_cookie_name() -> str:
+    """`__Host-chatstack_session` when the cookie is Secure: browsers then refuse it unless
+    it was set over HTTPS by this very host (no Domain, Path=/), so a sibling subdomain or
+    a plain-HTTP page cannot plant a session of its choosing."""
+    return f"__Host-{SESSION_COOKIE}" if settings().cookie_secure else SESSION_COOKIE
+
+
+def session_token() -> str:
+    """The session token this request's cookie carries, or ""."""
+    return request.cookies.get(session_cookie_name(), "")
 
 
 def token_hash(token: str) -> str:
@@ -85,7 +100,7 @@ def session_user(token: str | None) -> sqlite3.Row | None:
 def current_user() -> sqlite3.Row:
     """The logged-in user, or a 401."""
     if "user" not in g:
-        g.user = session_user(request.cookies.get(SESSION_COOKIE))
+        g.user = session_user(session_token())
     if g.user is None:
         raise APIError(401, "You are not logged in.", code="not_authenticated")
     return g.user
@@ -100,7 +115,7 @@ def login_required(view: F) -> F:
     return wrapped  # type: ignore[return-value]
 
 
-# ---- sessions and rate limits --------------------------------------------------------------
+# ---- sessions ------------------------------------------------------------------------------
 
 
 def start_session(response: Response, user_id: str) -> Response:
@@ -111,7 +126,7 @@ def start_session(response: Response, user_id: str) -> Response:
         (token_hash(token), user_id, now(), now() + lifetime),
     )
     response.set_cookie(
-        SESSION_COOKIE,
+        session_cookie_name(),
         token,
         max_age=lifetime,
         secure=settings().cookie_secure,
@@ -123,11 +138,11 @@ def start_session(response: Response, user_id: str) -> Response:
 
 
 def end_session(response: Response) -> Response:
-    token = request.cookies.get(SESSION_COOKIE)
+    token = session_token()
     if token:
         db().execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash(token),))
     response.delete_cookie(
-        SESSION_COOKIE,
+        session_cookie_name(),
         path="/",
         secure=settings().cookie_secure,
         httponly=True,
@@ -137,51 +152,8 @@ def end_session(response: Response) -> Response:
 
 
 def client_address() -> str:
-    # nginx puts the peer's address in X-Real-IP; directly, the socket's peer is it.
-    return request.headers.get("X-Real-IP") or request.remote_addr or "unknown"
-
-
-# Many people may share one address (an office behind NAT): the address gets more tries
-# than one account does, so a guesser cannot lock a whole office out.
-ADDRESS_ALLOWANCE = 5
-
-
-def login_limits(username: str) -> list[tuple[str, int]]:
-    attempts = settings().login_attempts
-    return [
-        (f"user:{username.lower()}", attempts),
-        (f"addr:{client_address()}", attempts * ADDRESS_ALLOWANCE),
-    ]
-
-
-def check_login_rate(username: str) -> None:
-    """Too many failed logins for this name or from this address → 429."""
-    window = settings().login_window_seconds
-    since = now() - window
-    for key, limit in login_limits(username):
-        count, oldest = (
-            db()
-            .execute(
-                "SELECT COUNT(*), MIN(at) FROM login_failures WHERE key = ? AND at > ?",
-                (key, since),
-            )
-            .fetchone()
-        )
-        if count >= limit:
-            retry = max(int(oldest + window - now()) + 1, 1)
-            raise APIError(
-                429,
-                "Too many failed login attempts. Try again later.",
-                code="too_many_login_attempts",
-                headers={"Retry-After": str(retry)},
-            )
-
-
-def record_login_failure(username: str) -> None:
-    with transaction() as conn:
-        conn.execute("DELETE FROM login_failures WHERE at < ?", (now() - 86400,))
-        for key, _limit in login_limits(username):
-            conn.execute("INSERT INTO login_failures (key, at) VALUES (?, ?)", (key, now()))
+    """The client's address: the peer, or what a proxy in TRUSTED_PROXIES forwarded for."""
+    return _client_address(request.remote_addr, request.headers, settings().trusted_proxies)
 
 
 # ---- routes --------------------------------------------------------------------------------
@@ -190,6 +162,7 @@ def record_login_failure(username: str) -> None:
 @bp.post("/register")
 def register() -> Response:
     creds = parse_body(json_body(), Credentials)
+    password_hash = passwords.hash_password(creds.password)  # slow: not inside the write lock
     with transaction() as conn:
         has_users = conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
         if has_users and settings().registration == "closed":
@@ -202,7 +175,7 @@ def register() -> Response:
         conn.execute(
             "INSERT INTO users (id, username, password_hash, is_admin, created_at) "
             "VALUES (?, ?, ?, ?, ?)",
-            (user_id, creds.username, generate_password_hash(creds.password), not has_users, now()),
+            (user_id, creds.username, password_hash, not has_users, now()),
         )
     row = db().execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
     response = jsonify({"user": public_user(row)})
@@ -213,16 +186,23 @@ def register() -> Response:
 @bp.post("/login")
 def login() -> Response:
     creds = parse_body(json_body(), LoginRequest)
-    check_login_rate(creds.username)
+    limits = login_limits.login_limits(settings(), creds.username, client_address())
+    reservation = login_limits.reserve_attempt(
+        db(),
+        limits,
+        message="Too many failed login attempts. Try again later.",
+        code="too_many_login_attempts",
+    )
     row = db().execute("SELECT * FROM users WHERE username = ?", (creds.username,)).fetchone()
-    if row is None or not check_password_hash(row["password_hash"], creds.password):
-        record_login_failure(creds.username)
+    # An unknown name is checked against a dummy hash: it costs what a known one does.
+    stored = row["password_hash"] if row is not None else None
+    if not passwords.check_password(stored, creds.password):
         raise APIError(401, "Wrong username or password.", code="invalid_credentials")
+    # The owner got in from here: their earlier typos here no longer count against them.
+    # The address's and the account's own counts stay: a guesser's failures are not undone
+    # by logging in to an account of their own.
+    login_limits.release_attempt(db(), reservation, forgive=(limits[0],))
     with transaction() as conn:
-        # The owner got in: earlier guesses at this account no longer count against them.
-        conn.execute(
-            "DELETE FROM login_failures WHERE key = ?", (login_limits(row["username"])[0][0],)
-        )
         conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now(),))
     return start_session(jsonify({"user": public_user(row)}), row["id"])
 
@@ -243,19 +223,24 @@ def me() -> Response:
 def change_password() -> Response:
     change = parse_body(json_body(), PasswordChange)
     user = current_user()
-    if not check_password_hash(user["password_hash"], change.current_password):
+    reservation = login_limits.reserve_attempt(
+        db(),
+        login_limits.password_change_limits(settings(), user["id"]),
+        message="Too many wrong current passwords. Try again later.",
+        code="too_many_password_attempts",
+    )
+    if not passwords.check_password(user["password_hash"], change.current_password):
         raise APIError(
             403,
             "The current password is wrong.",
             param="current_password",
             code="invalid_credentials",
         )
-    keep = token_hash(request.cookies.get(SESSION_COOKIE, ""))
+    login_limits.release_attempt(db(), reservation)
+    keep = token_hash(session_token())
+    new_hash = passwords.hash_password(change.new_password)
     with transaction() as conn:
-        conn.execute(
-            "UPDATE users SET password_hash = ? WHERE id = ?",
-            (generate_password_hash(change.new_password), user["id"]),
-        )
+        conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (new_hash, user["id"]))
         # Every other session of this user ends: a changed password locks out old devices.
         conn.execute(
             "DELETE FROM sessions WHERE user_id = ? AND token_hash != ?", (user["id"], keep)

@@ -6,6 +6,7 @@ import uuid
 
 import requests
 
+from app_service.accounts import SESSION_COOKIE
 from tests.integration.conftest import PASSWORD, register
 
 
@@ -19,7 +20,8 @@ def test_register_sets_a_strict_http_only_session_cookie(app_server) -> None:
     )
     assert reply.status_code == 201
     cookie = reply.headers["Set-Cookie"]
-    assert "chatstack_session=" in cookie
+    # Test servers speak plain HTTP (COOKIE_SECURE=false): no __Host- prefix.
+    assert cookie.startswith(SESSION_COOKIE + "=")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     assert reply.json()["user"]["is_admin"] in (True, False)
     assert "password" not in reply.text
@@ -42,9 +44,9 @@ def test_me_login_logout_round_trip(app_server) -> None:
 
 def test_a_logged_out_cookie_is_dead_even_if_replayed(app_server) -> None:
     user = register(app_server.url)
-    token = user.cookies["chatstack_session"]
+    token = user.cookies[SESSION_COOKIE]
     user.post(app_server.url + "/api/auth/logout")
-    replay = requests.get(app_server.url + "/api/auth/me", cookies={"chatstack_session": token})
+    replay = requests.get(app_server.url + "/api/auth/me", cookies={SESSION_COOKIE: token})
     assert replay.status_code == 401
     assert replay.json()["error"]["code"] == "not_authenticated"
 

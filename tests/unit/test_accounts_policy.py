@@ -1,4 +1,6 @@
-"""Registration policy and cookie flags, with the Flask test client (no servers)."""
+"""Registration policy, the session cookie and password checks, with the Flask test client."""
+
+import pytest
 
 from app_service.app import create_app
 from app_service.settings import Settings
@@ -57,3 +59,41 @@ def test_site_origin_follows_the_server_name_and_port():
     assert Settings.from_env(env).site_origins == ("https://chat.example.com",)
     both = {"SITE_ORIGINS": "https://a.example, https://b.example:8443/"}
     assert Settings.from_env(both).site_origins == ("https://a.example", "https://b.example:8443")
+
+
+def test_an_unknown_username_costs_the_same_password_check_as_a_known_one(tmp_path, monkeypatch):
+    from app_service import passwords
+
+    c = client(tmp_path)
+    register(c, "carol")
+    checked: list[str] = []
+    real_verify = passwords._verify
+
+    def recording_verify(stored_hash: str, password: str) -> bool:
+        checked.append(stored_hash)
+        return real_verify(stored_hash, password)
+
+    monkeypatch.setattr(passwords, "_verify", recording_verify)
+    for name in ("carol", "nobody"):
+        reply = c.post("/api/auth/login", json={"username": name, "password": "wrong password"})
+        assert reply.status_code == 401
+    known, unknown = checked
+    assert unknown == passwords.dummy_hash() and known != unknown
+    # Same algorithm and cost: scrypt:32768:8:1 on both sides of the '$'.
+    assert unknown.split("$")[0] == known.split("$")[0]
+
+
+@pytest.mark.parametrize(
+    ("secure", "name"), [(True, "__Host-chatstack_session"), (False, "chatstack_session")]
+)
+def test_the_session_cookie_is_host_prefixed_when_secure(tmp_path, secure, name):
+    c = client(tmp_path, cookie_secure=secure)
+    reply = c.post("/api/auth/register", json={"username": "alice", "password": PASSWORD})
+    cookie = reply.headers["Set-Cookie"]
+    assert cookie.startswith(name + "=")
+    # What browsers require of a __Host- cookie: Secure, Path=/ and no Domain.
+    assert "Path=/" in cookie and "Domain" not in cookie
+    assert ("Secure" in cookie) is secure
+    assert c.get("/api/auth/me").status_code == 200
+    assert c.post("/api/auth/logout").status_code == 204
+    assert c.get("/api/auth/me").status_code == 401

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify
 
 from app_service import accounts, api_keys, conversations, db, files, passthrough, ws_chat
+from app_service.api_guard import install_api_guard
 from app_service.metrics import install_app_metrics
 from app_service.settings import Settings
 from app_service.status import install_status
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     instrument_requests(app)
     install_app_metrics(app, pool)
     register_error_handlers(app)
+    install_api_guard(app)  # /api: JSON content type, no cross-site caller, no-store
     db.init_app(app)
     for blueprint in (
         accounts.bp,

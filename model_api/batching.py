@@ -10,18 +10,16 @@ positions its own, so a sequence's tokens do not depend on its neighbours.
 
 from __future__ import annotations
 
-import collections
 import logging
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from model_api.attention import use_row_attention
-from model_api.engine import EngineBusy, GenerationHandle, GenerationThread, SequenceOutput
+from model_api.engine import GenerationHandle, GenerationThread, SequenceOutput
 from model_api.loading import LoadedModel
-from model_api.sampling import Sampler, SamplingParams
+from model_api.sampling import Sampler
 
 if TYPE_CHECKING:
     from transformers import DynamicCache
@@ -54,39 +52,26 @@ class BatchingEngine(GenerationThread):
         prefill_chunk_tokens: int = 256,
         kv_cache_mb: int = 1024,
     ) -> None:
+        super().__init__(capacity=max_batch_size + max_waiting)
         self.loaded = loaded
         self.max_batch_size = max_batch_size
         self.kv_bytes_per_token = kv_bytes_per_token(loaded.model.config, loaded.dtype)
         self.kv_cache_tokens = kv_cache_mb * 2**20 // self.kv_bytes_per_token
-        self.max_waiting = max_waiting
         self.prefill_chunk_tokens = prefill_chunk_tokens
-        self._waiting: collections.deque[GenerationHandle] = collections.deque()
-        self._lock = threading.Lock()
-        self._wakeup = threading.Condition(self._lock)
         self.prefilling: list[_Sequence] = []
         self.running: list[_Sequence] = []
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None  # [batch, cache length], 1 where a token is
         self.rows_attend_alone = _try_row_attention(loaded.model)
-        super().__init__()
 
-    # ---- the request side ------------------------------------------------------------
-
-    def submit(self, prompt_ids: list[int], params: SamplingParams) -> GenerationHandle:
-        """Queue a request; EngineBusy when `max_waiting` requests already wait."""
-        handle = GenerationHandle(prompt_ids, params)
-        with self._lock:
-            if self._queue_full():
-                # Clients that left while queued should not hold places in the queue.
-                self._drop_cancelled_waiting()
-            if self._queue_full():
-                raise EngineBusy(f"{len(self._waiting)} requests are already waiting")
-            self._waiting.append(handle)
-            self._wakeup.notify()
-        return handle
+    # ---- read by /health and /metrics ---------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        """Sequences generating (or prefilling), queued, in the decode batch; KV cache use."""
+        """Sequences generating (or prefilling), queued, in the decode batch; KV cache use.
+
+        Read without the lock: /health and /metrics must answer at once while the engine
+        is busiest, and a count a step old is as good there.
+        """
         running, batch = len(self.prefilling) + len(self.running), len(self.running)
         return {
             "running": running,
@@ -116,16 +101,6 @@ class BatchingEngine(GenerationThread):
         if self.mask is not None:
             width = max(width, self.mask.shape[1])
         return (len(active) + 1) * (width + 1) <= self.kv_cache_tokens
-
-    def _queue_full(self) -> bool:
-        """Whether `max_waiting` requests wait beyond those about to join the batch."""
-        free = self.max_batch_size - len(self.running) - len(self.prefilling)
-        return len(self._waiting) >= self.max_waiting + max(free, 0)
-
-    def _drop_cancelled_waiting(self) -> None:
-        for handle in [h for h in self._waiting if h.cancelled]:
-            self._waiting.remove(handle)
-            handle.done.set()
 
     # ---- the generation thread -------------------------------------------------------
 

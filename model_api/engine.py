@@ -7,6 +7,7 @@ batching engine can replace the sequential one without touching the routes.
 from __future__ import annotations
 
 import abc
+import collections
 import logging
 import queue
 import threading
@@ -135,9 +136,19 @@ class SequenceOutput:
 
 
 class GenerationThread(abc.ABC):
-    """The one thread that owns the model: engines run their `_loop` on it."""
+    """The one thread that owns the model, and the queue requests reach it through.
 
-    def __init__(self) -> None:
+    An engine holds at most `capacity` generations (running and waiting); the request
+    threads wait for theirs, so gunicorn's threads are sized from it (model_api/settings.py)
+    and one request more is refused with EngineBusy (a 429) instead of waiting for a thread.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._waiting: collections.deque[GenerationHandle] = collections.deque()
+        self._held: list[GenerationHandle] = []
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
         self.thread = threading.Thread(target=self._loop, name="generation", daemon=True)
 
     def start(self) -> None:
@@ -147,6 +158,28 @@ class GenerationThread(abc.ABC):
     def alive(self) -> bool:
         return self.thread.is_alive()
 
+    def submit(self, prompt_ids: list[int], params: SamplingParams) -> GenerationHandle:
+        """Queue a request; EngineBusy when the engine already holds `capacity` of them."""
+        handle = GenerationHandle(prompt_ids, params)
+        with self._lock:
+            if not self._has_room():
+                # Clients that left while queued should not hold places in the queue.
+                for gone in [h for h in self._waiting if h.cancelled]:
+                    self._waiting.remove(gone)
+                    gone.done.set()
+            if not self._has_room():
+                raise EngineBusy(f"{self.capacity} requests are already running or waiting")
+            self._held.append(handle)
+            self._waiting.append(handle)
+            self._wakeup.notify()
+        return handle
+
+    def _has_room(self) -> bool:
+        # Held until the engine is done with it, not while it sits in one list or another:
+        # a request between the queue and the batch still holds its request thread.
+        self._held = [h for h in self._held if not h.done.is_set()]
+        return len(self._held) < self.capacity
+
     @abc.abstractmethod
     def _loop(self) -> None: ...
 
@@ -154,29 +187,30 @@ class GenerationThread(abc.ABC):
 class SequentialEngine(GenerationThread):
     """Generates for one request at a time, in submission order, on its own thread."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, max_waiting: int = 64) -> None:
         self.loaded = loaded
-        self.waiting: queue.Queue[GenerationHandle] = queue.Queue()
         self.busy = threading.Event()
-        super().__init__()
-
-    def submit(self, prompt_ids: list[int], params: SamplingParams) -> GenerationHandle:
-        handle = GenerationHandle(prompt_ids, params)
-        self.waiting.put(handle)
-        return handle
+        super().__init__(capacity=1 + max_waiting)
 
     def stats(self) -> dict[str, int]:
         """Requests generating now and requests queued behind them."""
-        return {"running": int(self.busy.is_set()), "waiting": self.waiting.qsize()}
+        return {"running": int(self.busy.is_set()), "waiting": len(self._waiting)}
+
+    def _next(self) -> GenerationHandle:
+        with self._lock:
+            while not self._waiting:
+                self._wakeup.wait()
+            self.busy.set()  # before the lock is let go, so stats() never sees it nowhere
+            return self._waiting.popleft()
 
     def _loop(self) -> None:
         torch.set_grad_enabled(False)
         while True:
-            handle = self.waiting.get()
+            handle = self._next()
             if handle.cancelled:
                 handle.done.set()
+                self.busy.clear()
                 continue
-            self.busy.set()
             output = SequenceOutput(handle, self.loaded.tokenizer, self.loaded.eos_token_ids)
             try:
                 self._generate(handle, output)

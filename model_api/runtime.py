@@ -26,7 +26,7 @@ def build_engine(settings: Settings, loaded: LoadedModel) -> Engine:
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
             kv_cache_mb=settings.kv_cache_mb,
         )
-    return SequentialEngine(loaded)
+    return SequentialEngine(loaded, max_waiting=settings.max_waiting)
 
 
 class ModelRuntime:

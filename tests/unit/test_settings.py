@@ -1,7 +1,7 @@
 import pytest
 
 from chatstack.envsettings import SettingsError
-from model_api.settings import PROJECT_ROOT, Settings
+from model_api.settings import PROJECT_ROOT, THREADS_RESERVE, Settings
 
 
 def test_defaults_serve_the_embedded_model_on_loopback():
@@ -43,3 +43,35 @@ def test_values_are_read_and_converted():
 def test_invalid_values_fail_naming_the_variable(env, variable):
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("env", "threads"),
+    [
+        ({}, 16 + 64 + THREADS_RESERVE),
+        ({"MAX_BATCH_SIZE": "2", "MAX_WAITING": "2"}, 2 + 2 + THREADS_RESERVE),
+        ({"ENGINE": "sequential", "MAX_WAITING": "2"}, 1 + 2 + THREADS_RESERVE),
+        ({"MAX_BATCH_SIZE": "2", "MAX_WAITING": "2", "MODEL_API_THREADS": "50"}, 50),
+    ],
+)
+def test_threads_cover_every_held_generation_and_a_reserve(env, threads):
+    assert Settings.from_env(env).threads == threads
+
+
+def test_settings_built_directly_size_their_threads_too():
+    s = Settings(model_path="/x", model_name="m", models_dir=None, max_batch_size=4, max_waiting=8)
+    assert (s.generation_capacity, s.threads) == (12, 12 + THREADS_RESERVE)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"MODEL_API_THREADS": "32"},  # the old default, below 16 + 64 + the reserve
+        {"ENGINE": "sequential", "MAX_WAITING": "10", "MODEL_API_THREADS": "26"},
+        {"MAX_WAITING": "2000"},  # sized past the 1024 threads allowed
+    ],
+)
+def test_too_few_threads_for_the_queue_fail_naming_the_variables(env):
+    with pytest.raises(SettingsError, match="MAX_WAITING") as caught:
+        Settings.from_env(env)
+    assert "MODEL_API_THREADS" in str(caught.value) or "1024" in str(caught.value)

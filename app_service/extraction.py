@@ -1,13 +1,15 @@
 """Upload types and text extraction.
 
-The parent side (`kind_for_name`, `check_content`, `extract_text`) runs in the app service;
-the parsing of untrusted PDF/DOCX/HTML runs in a child process (`python -m
-app_service.extraction PATH KIND`) that limits its own memory before it touches the file,
-and that the parent kills after a wall-time limit. A bomb, a parser stuck in a loop or a
-crash costs the child, never the gunicorn worker.
+The parent side (`kind_for_name`, `check_content`, `extract_text`) runs in the app service
+and looks at no more of an upload than its first bytes (a PDF's or a zip's magic). All
+parsing of untrusted bytes (a DOCX's zip directory, PDF, HTML, decoding text) runs in a
+child process (`python -m app_service.extraction PATH KIND`) that limits its own memory
+before it touches the file, and that the parent kills after a wall-time limit. A bomb, a
+parser stuck in a loop or a crash costs the child, never the gunicorn worker.
 
-Child protocol: exit 0 with the text as UTF-8 on stdout; exit 2 with a message for the
-user as the last line of stderr; anything else is an unexpected failure.
+Child protocol: exit 0 with the text as UTF-8 on stdout; exit 2 (unreadable → 422) or 3
+(not what the extension says → 415) with a message for the user as the last line of
+stderr; anything else is an unexpected failure.
 """
 
 from __future__ import annotations
@@ -58,10 +60,21 @@ DOCX_MAX_UNCOMPRESSED = 200 * 1024 * 1024
 DOCX_MAX_RATIO = 100  # for members over 1 MiB; real XML compresses ~10:1
 
 EXIT_REFUSED = 2
+EXIT_MISMATCH = 3
+
+# The magic bytes the parent checks before starting a child: cheap, and parse nothing.
+MAGIC = {
+    "pdf": (b"%PDF-", "The file has a .pdf extension but is not a PDF."),
+    "docx": (b"PK\x03\x04", "The file has a .docx extension but is not a Word document."),
+}
 
 
 class Refused(Exception):
-    """Inside the child: the file cannot be read, for a reason the user should see."""
+    """Inside the child: the file cannot be read, for a reason the user should see (422)."""
+
+
+class Mismatch(Refused):
+    """Inside the child: the content is not what the extension claims (415)."""
 
 
 # ---- names and types (parent side) ---------------------------------------------------------
@@ -103,34 +116,13 @@ def kind_for_name(name: str) -> str:
 
 
 def check_content(path: Path, kind: str) -> None:
-    """The bytes must be what the extension claims, or a 415 naming the mismatch."""
-    if kind == "pdf":
-        with path.open("rb") as f:
-            if f.read(5) != b"%PDF-":
-                raise _mismatch("The file has a .pdf extension but is not a PDF.")
-    elif kind == "docx":
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = set(archive.namelist())
-        except (zipfile.BadZipFile, OSError, ValueError):
-            raise _mismatch("The file has a .docx extension but is not a Word document.") from None
-        if "word/document.xml" not in names:
-            raise _mismatch("The file is a zip archive but not a Word document (.docx).")
-    else:
-        data = path.read_bytes()
-        if b"\x00" in data:
-            raise _mismatch(f"The file has a .{_ext_hint(kind)} type but contains binary data.")
-        try:
-            data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise _mismatch(
-                f"The file is not valid UTF-8 text (invalid byte at offset {exc.start}). "
-                "Save it as UTF-8 and upload it again."
-            ) from None
-
-
-def _ext_hint(kind: str) -> str:
-    return {"text": "text", "markdown": "Markdown", "html": "HTML"}.get(kind, kind)
+    """A PDF or DOCX must start with its magic bytes, or a 415; the child checks the rest."""
+    if kind not in MAGIC:
+        return
+    magic, message = MAGIC[kind]
+    with path.open("rb") as f:
+        if f.read(len(magic)) != magic:
+            raise _mismatch(message)
 
 
 def _mismatch(message: str) -> APIError:
@@ -178,9 +170,12 @@ def extract_text(path: Path, kind: str, *, timeout: float, memory_mb: int, max_c
             "or too complex.",
             "extraction_timeout",
         ) from None
-    if result.returncode == EXIT_REFUSED:
+    if result.returncode in (EXIT_REFUSED, EXIT_MISMATCH):
         lines = result.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise _unreadable(lines[-1] if lines else "The file could not be read.")
+        message = lines[-1] if lines else "The file could not be read."
+        if result.returncode == EXIT_MISMATCH:
+            raise _mismatch(message)
+        raise _unreadable(message)
     if result.returncode != 0:
         tail = result.stderr.decode("utf-8", "replace")[-2000:]
         log.warning("extractor for %s (%s) exited %s: %s", path.name, kind, result.returncode, tail)
@@ -209,8 +204,21 @@ def limit_resources(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
 
 
-def read_text(data: bytes) -> str:
-    return data.decode("utf-8-sig")
+def _ext_hint(kind: str) -> str:
+    return {"text": "text", "markdown": "Markdown", "html": "HTML"}.get(kind, kind)
+
+
+def read_text(data: bytes, kind: str) -> str:
+    """UTF-8 text (a BOM is allowed) without NUL bytes, or a Mismatch."""
+    if b"\x00" in data:
+        raise Mismatch(f"The file has a .{_ext_hint(kind)} type but contains binary data.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Mismatch(
+            f"The file is not valid UTF-8 text (invalid byte at offset {exc.start}). "
+            "Save it as UTF-8 and upload it again."
+        ) from None
 
 
 _BLOCK_TAGS = (
@@ -253,7 +261,7 @@ class _VisibleText(HTMLParser):
 
 def read_html(data: bytes) -> str:
     parser = _VisibleText()
-    parser.feed(data.decode("utf-8-sig"))
+    parser.feed(read_text(data, "html"))
     parser.close()
     lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
@@ -279,13 +287,20 @@ def read_pdf(path: Path) -> str:
     return "\n\n".join(p.strip() for p in pages if p.strip())
 
 
-def check_zip_bomb(path: Path) -> None:
-    """Refuse a DOCX whose members would inflate past our limits, before inflating any."""
+def docx_members(path: Path) -> list[zipfile.ZipInfo]:
+    """The parts of a zip that holds `word/document.xml`, or a Mismatch."""
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
-    except zipfile.BadZipFile as exc:
-        raise Refused(f"The Word document is not a valid zip archive: {exc}") from None
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise Mismatch(MAGIC["docx"][1]) from None
+    if not any(m.filename == "word/document.xml" for m in members):
+        raise Mismatch("The file is a zip archive but not a Word document (.docx).")
+    return members
+
+
+def check_zip_bomb(members: list[zipfile.ZipInfo]) -> None:
+    """Refuse a DOCX whose members would inflate past our limits, before inflating any."""
     if len(members) > DOCX_MAX_MEMBERS:
         raise Refused(f"The Word document has too many parts ({len(members)}).")
     total = sum(m.file_size for m in members)
@@ -306,7 +321,7 @@ def read_docx(path: Path) -> str:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
-    check_zip_bomb(path)
+    check_zip_bomb(docx_members(path))
     try:
         document = docx.Document(str(path))
     except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:
@@ -333,7 +348,7 @@ def read_file(path: Path, kind: str) -> str:
     elif kind == "html":
         text = read_html(path.read_bytes())
     elif kind in TEXT_KINDS:
-        text = read_text(path.read_bytes())
+        text = read_text(path.read_bytes(), kind)
     else:
         raise Refused(f"Unknown kind {kind!r}.")
     return clean_text(text)
@@ -354,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"The file's text is too long ({len(text)} characters; "
                 f"the limit is {args.max_chars})."
             )
+    except Mismatch as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_MISMATCH
     except Refused as exc:
         print(exc, file=sys.stderr)
         return EXIT_REFUSED

@@ -31,6 +31,12 @@ def extract(tmp_path, name, data, kind, **limits):
     return extract_text(write(tmp_path, name, data), kind, **{**LIMITS, **limits})
 
 
+def check_and_extract(path, kind):
+    """What store_upload does with the bytes: the parent's first look, then the child."""
+    check_content(path, kind)
+    return extract_text(path, kind, **LIMITS)
+
+
 def error_of(call, *args, **kwargs) -> APIError:
     with pytest.raises(APIError) as caught:
         call(*args, **kwargs)
@@ -102,9 +108,10 @@ def test_unknown_extensions_are_415(name):
 
 
 def test_content_checks_accept_real_files(tmp_path):
-    check_content(write(tmp_path, "a.pdf", make_pdf(["hi"])), "pdf")
-    check_content(write(tmp_path, "a.docx", make_docx(["hi"])), "docx")
-    check_content(write(tmp_path, "a.txt", "\ufeffcaf\u00e9 \u2603"), "text")
+    assert check_and_extract(write(tmp_path, "a.pdf", make_pdf(["hi"])), "pdf") == "hi"
+    assert check_and_extract(write(tmp_path, "a.docx", make_docx(["hi"])), "docx") == "hi"
+    text = check_and_extract(write(tmp_path, "a.txt", "\ufeffcaf\u00e9 \u2603"), "text")
+    assert text == "caf\u00e9 \u2603"
 
 
 @pytest.mark.parametrize(
@@ -114,14 +121,16 @@ def test_content_checks_accept_real_files(tmp_path):
         (b"", "pdf", "not a PDF"),
         (b"%PDF", "pdf", "not a PDF"),
         (b"plain text", "docx", "not a Word document"),
+        (b"", "docx", "not a Word document"),
         (b"PK\x03\x04 broken zip", "docx", "not a Word document"),
         (b"caf\xe9", "text", "not valid UTF-8"),
         (b"abc\x00def", "code", "binary data"),
         (b"\x89PNG\r\n\x1a\n\x00\x00", "markdown", "binary data"),
+        (b"<p>caf\xe9</p>", "html", "not valid UTF-8"),
     ],
 )
 def test_content_mismatch_is_415(tmp_path, data, kind, says):
-    err = error_of(check_content, write(tmp_path, "f", data), kind)
+    err = error_of(check_and_extract, write(tmp_path, "f", data), kind)
     assert err.status == 415
     assert err.code == "file_content_mismatch"
     assert says in err.message
@@ -131,9 +140,30 @@ def test_a_zip_that_is_not_a_docx_is_415(tmp_path):
     path = tmp_path / "a.docx"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("readme.txt", "hello")
-    err = error_of(check_content, path, "docx")
+    err = error_of(check_and_extract, path, "docx")
     assert err.status == 415
     assert "not a Word document" in err.message
+
+
+def test_the_parent_opens_no_zip_and_decodes_no_text(tmp_path, monkeypatch):
+    docx_path = write(tmp_path, "a.docx", make_docx(["Parsed in the child."]))
+    zip_path = tmp_path / "b.docx"
+    with zipfile.ZipFile(zip_path, "w") as z:
+        z.writestr("readme.txt", "hello")
+    text_path = write(tmp_path, "a.txt", "caf\u00e9")
+    latin1_path = write(tmp_path, "b.txt", "caf\u00e9".encode("latin-1"))
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the parent process parsed an upload")
+
+    monkeypatch.setattr(zipfile, "ZipFile", refuse)
+    monkeypatch.setattr(type(text_path), "read_bytes", refuse)
+    monkeypatch.setattr(type(text_path), "read_text", refuse)
+
+    assert check_and_extract(docx_path, "docx") == "Parsed in the child."
+    assert "not a Word document" in error_of(check_and_extract, zip_path, "docx").message
+    assert check_and_extract(text_path, "text") == "caf\u00e9"
+    assert "not valid UTF-8" in error_of(check_and_extract, latin1_path, "text").message
 
 
 # ---- extraction ------------------------------------------------------------------------------

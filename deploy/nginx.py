@@ -103,13 +103,30 @@ NGINX_ERRORS: dict[int, tuple[str, str, str]] = {
 }
 
 
+# limit_conn answers 429 as limit_req does; @error429 tells them apart by $limit_conn_status.
+TOO_MANY_CONNECTIONS = (
+    "rate_limit_error",
+    "too_many_connections",
+    "Too many open connections from your address. Close some tabs or streams and try again.",
+)
+
+
+def worker_open_files(settings: DeploySettings) -> int:
+    """worker_rlimit_nofile: a descriptor per connection, as many again for the files a
+    worker serves and its logs (nginx's own advice is "more than worker_connections")."""
+    return 2 * settings.worker_connections
+
+
 def render_nginx_conf(settings: DeploySettings, *, variant: str = "local") -> str:
     """The whole nginx.conf for `variant` ("local" or "compose") as text."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown nginx config variant {variant!r}; choose one of {VARIANTS}")
     local = variant == "local"
     run = settings.run_dir.resolve()
-    main: dict[str, object] = {"worker_processes": "auto"}
+    main: dict[str, object] = {
+        "worker_processes": "auto",
+        "worker_rlimit_nofile": worker_open_files(settings),
+    }
     if local:
         main.update(
             daemon="off",
@@ -120,7 +137,7 @@ def render_nginx_conf(settings: DeploySettings, *, variant: str = "local") -> st
     else:
         main["error_log"] = "stderr warn"
     config = Config(
-        Block("events", worker_connections=1024),
+        Block("events", worker_connections=settings.worker_connections),
         _http_block(settings, local),
         **main,
     )
@@ -188,6 +205,10 @@ def error_json(status: int, settings: DeploySettings) -> str:
     error_type, code, message = NGINX_ERRORS[status]
     if status == 413:
         message = f"The request is larger than the {settings.max_upload_mb} MB upload limit."
+    return _error_body(error_type, code, message)
+
+
+def _error_body(error_type: str, code: str, message: str) -> str:
     body = json.dumps(
         {"error": {"message": message, "type": error_type, "param": None, "code": code}},
         separators=(",", ":"),
@@ -232,6 +253,8 @@ def _http_block(settings: DeploySettings, local: bool) -> Block:
         "gzip_types": GZIP_TYPES,
         "limit_req_status": 429,
         "limit_req_log_level": "warn",
+        "limit_conn_status": 429,
+        "limit_conn_log_level": "warn",
     }
     if local:
         options.update(_temp_folders(run))
@@ -248,8 +271,27 @@ def _http_block(settings: DeploySettings, local: bool) -> Block:
                 f"$binary_remote_addr zone=chat:10m rate={settings.chat_rate_per_minute}r/m",
             ],
         ),
-        # WebSocket upgrades pass Connection: upgrade; anything else closes.
-        Block("map $http_upgrade $connection_upgrade", default="upgrade", **{"''": "close"}),
+        KeyValuesMultiLines(
+            "limit_conn_zone",
+            [
+                "$binary_remote_addr zone=ws_per_address:10m",
+                "$binary_remote_addr zone=v1_per_address:10m",
+            ],
+        ),
+        # Only a WebSocket upgrade is passed on, whatever its case: `Upgrade: h2c` to the
+        # app would let a client tunnel HTTP/2 past nginx's rules (h2c smuggling).
+        Block(
+            "map $http_upgrade $websocket_upgrade",
+            default='""',
+            **{"~*^websocket$": "websocket"},
+        ),
+        Block("map $websocket_upgrade $connection_upgrade", default="close", websocket="upgrade"),
+        # Any other upgrade on /ws is refused (400) rather than sent on as a plain request.
+        Block(
+            "map $http_upgrade $refused_upgrade",
+            default="1",
+            **{'""': "0", "~*^websocket$": "0"},
+        ),
     ]
     if local:
         sections.append(Block("upstream app_service", server=settings.app_upstream))
@@ -291,6 +333,7 @@ def _https_server(settings: DeploySettings, local: bool) -> Block:
     https = f"https://$host{public_port_suffix(settings.https_port)}$request_uri"
     upstream = "http://app_service" if local else "http://$app_upstream"
     headers = security_headers(settings)
+    v1_connections = f"v1_per_address {settings.v1_connections_per_address}"
     error_pages = [f"{status} = @error{status}" for status in NGINX_ERRORS]
     # Plain HTTP sent to the HTTPS port: send the client to the right URL.
     error_pages.append(f"497 =301 {https}")
@@ -313,11 +356,24 @@ def _https_server(settings: DeploySettings, local: bool) -> Block:
         _proxy_location("/api/", upstream),
         _proxy_location("= /api/auth/login", upstream, limit="login burst=5 nodelay"),
         _proxy_location("= /api/auth/register", upstream, limit="login burst=5 nodelay"),
-        _proxy_location("/v1/", upstream),
-        _proxy_location("= /v1/chat/completions", upstream, limit="chat burst=10 nodelay"),
-        _proxy_location("= /v1/completions", upstream, limit="chat burst=10 nodelay"),
-        # A socket runs one answer at a time; limiting its handshakes bounds the rest.
-        _websocket_location("= /ws", upstream, limit="chat burst=10 nodelay"),
+        _proxy_location("/v1/", upstream, connections=v1_connections),
+        _proxy_location(
+            "= /v1/chat/completions",
+            upstream,
+            limit="chat burst=10 nodelay",
+            connections=v1_connections,
+        ),
+        _proxy_location(
+            "= /v1/completions", upstream, limit="chat burst=10 nodelay", connections=v1_connections
+        ),
+        # A socket runs one answer at a time; limiting its handshakes bounds the rest, and
+        # limit_conn the sockets one address keeps open.
+        _websocket_location(
+            "= /ws",
+            upstream,
+            limit="chat burst=10 nodelay",
+            connections=f"ws_per_address {settings.ws_connections_per_address}",
+        ),
         *_metrics_locations(settings, upstream),
         *(_error_location(status, settings) for status in NGINX_ERRORS),
     ]
@@ -361,6 +417,7 @@ def _proxy_location(
     upstream: str,
     *,
     limit: str | None = None,
+    connections: str | None = None,
     access_rules: list[KeyValuesMultiLines] | None = None,
 ) -> Location:
     """/api and /v1: replies unbuffered, so SSE reaches the client token by token; request
@@ -377,6 +434,8 @@ def _proxy_location(
     }
     if limit:
         options["limit_req"] = f"zone={limit}"
+    if connections:
+        options["limit_conn"] = connections
     headers = KeyValuesMultiLines(
         "proxy_set_header",
         [
@@ -386,14 +445,15 @@ def _proxy_location(
             "X-Forwarded-Proto $scheme",
             # nginx's id for this request, not the client's: logs join on it.
             "X-Request-ID $request_id",
-            # Drop the client's hop-by-hop Connection header.
+            # Drop the client's hop-by-hop headers: no upgrade here, nor a 101 tunnel.
             'Connection ""',
+            'Upgrade ""',
         ],
     )
     return Location(path, headers, *(access_rules or []), **options)
 
 
-def _websocket_location(path: str, upstream: str, *, limit: str) -> Location:
+def _websocket_location(path: str, upstream: str, *, limit: str, connections: str) -> Location:
     headers = KeyValuesMultiLines(
         "proxy_set_header",
         [
@@ -402,14 +462,17 @@ def _websocket_location(path: str, upstream: str, *, limit: str) -> Location:
             "X-Forwarded-For $proxy_add_x_forwarded_for",
             "X-Forwarded-Proto $scheme",
             "X-Request-ID $request_id",
-            "Upgrade $http_upgrade",
+            "Upgrade $websocket_upgrade",
             "Connection $connection_upgrade",
         ],
     )
     return Location(
         path,
+        # The rewrite phase, before the limits count the request.
+        Block("if ($refused_upgrade)", **{"return": 400}),
         headers,
         limit_req=f"zone={limit}",
+        limit_conn=connections,
         proxy_pass=upstream,
         proxy_http_version="1.1",
         proxy_buffering="off",
@@ -420,12 +483,21 @@ def _websocket_location(path: str, upstream: str, *, limit: str) -> Location:
 
 
 def _error_location(status: int, settings: DeploySettings) -> Location:
+    sections: list[object] = []
+    if status == 429:
+        too_many = _error_body(*TOO_MANY_CONNECTIONS)
+        sections.append(
+            Block("if ($limit_conn_status = REJECTED)", **{"return": f"429 '{too_many}'"})
+        )
+    # A section, not an option: rewrite directives run in order, and the builder writes
+    # options first, so an option `return` would come before the `if` and always win.
+    sections.append(KeyValuesMultiLines("return", [f"{status} '{error_json(status, settings)}'"]))
     return Location(
         f"@error{status}",
+        *sections,
         # An empty types map: the failed URI's extension (.js, .html) must not pick the type.
         Block("types"),
         default_type="application/json",
-        **{"return": f"{status} '{error_json(status, settings)}'"},
     )
 
 

@@ -42,6 +42,13 @@ class DeploySettings:
     # Addresses/CIDRs allowed to scrape the app service's /metrics through nginx; empty:
     # nginx does not publish it.
     metrics_allow: tuple[str, ...] = ()
+    # Connections one nginx worker holds (NGINX_WORKER_CONNECTIONS); each proxied request or
+    # socket takes two. Sized in docs/web-tier.md for 2,000 idle sockets + 100 streams.
+    worker_connections: int = 8192
+    # Open chat sockets and /v1 requests per client address (limit_conn): a user's tabs, or
+    # a team behind one NAT address, must fit.
+    ws_connections_per_address: int = 32
+    v1_connections_per_address: int = 16
 
     def __post_init__(self) -> None:
         if self.ca_dir is None:
@@ -81,6 +88,12 @@ class DeploySettings:
             chat_rate_per_minute=env_int(env, "CHAT_RATE_PER_MINUTE", 60, minimum=1),
             log_format=env_choice(env, "LOG_FORMAT", "text", ("text", "json")),
             metrics_allow=_address_list(env, "METRICS_ALLOW"),
+            # At most half the web container's nofile ulimit (65536): two descriptors each.
+            worker_connections=env_int(
+                env, "NGINX_WORKER_CONNECTIONS", 8192, minimum=512, maximum=32768
+            ),
+            ws_connections_per_address=env_int(env, "WS_CONNECTIONS_PER_ADDRESS", 32, minimum=1),
+            v1_connections_per_address=env_int(env, "V1_CONNECTIONS_PER_ADDRESS", 16, minimum=1),
         )
 
 

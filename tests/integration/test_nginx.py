@@ -40,6 +40,8 @@ NPM_CLIENT = Path(__file__).parent / "npm_client"
 INDEX_HTML = "<!doctype html><title>chatstack</title><div id=root></div>"
 ASSET = "app-abc123.js"
 ASSET_JS = "export const greeting = 'hello from a hashed asset';\n" * 40
+# Low, so that a test can reach it; the default is 32.
+WS_PER_ADDRESS = 3
 SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=63072000",
     "X-Content-Type-Options": "nosniff",
@@ -81,6 +83,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_api: RunningServer) ->
         web_root,
         run_dir,
         max_upload_mb=1,
+        ws_connections_per_address=WS_PER_ADDRESS,
     )
     app_port = int(settings.app_upstream.rsplit(":", 1)[1])
     certs = settings.certs_dir
@@ -376,6 +379,104 @@ def test_a_socket_from_another_origin_is_refused(stack: Stack) -> None:
             headers={"Origin": "https://evil.example", "Cookie": cookies},
             ssl_context=stack.nginx.ssl_context(),
         )
+
+
+def cookie_header(stack: Stack) -> str:
+    return "; ".join(f"{c.name}={c.value}" for c in stack.user.cookies)
+
+
+def exchange(stack: Stack, request: str) -> tuple[str, dict[str, str], str]:
+    """One raw HTTP/1.1 request over TLS: (status line, headers, body). A 101's socket is
+    closed after its headers."""
+    address = ("127.0.0.1", stack.settings.https_port)
+    with (
+        socket.create_connection(address, timeout=30) as raw,
+        stack.nginx.ssl_context().wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(request.encode())
+        data = b""
+        while b"\r\n\r\n" not in data and (chunk := tls.recv(65536)):
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status, *lines = head.decode(errors="replace").split("\r\n")
+        fields = (line.partition(":") for line in lines)
+        headers = {name.strip().lower(): value.strip() for name, _, value in fields}
+        length = int(headers.get("content-length", 0))
+        while len(body) < length and (chunk := tls.recv(65536)):
+            body += chunk
+    return status, headers, body.decode(errors="replace")
+
+
+def socket_request(stack: Stack, upgrade: str, connection: str = "Upgrade") -> str:
+    """A chat-socket handshake as a signed-in browser sends it, with `upgrade` as given."""
+    return (
+        "GET /ws HTTP/1.1\r\n"
+        "Host: localhost\r\n"
+        f"Upgrade: {upgrade}\r\n"
+        f"Connection: {connection}\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+        "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+        f"Origin: {stack.origin}\r\n"
+        f"Cookie: {cookie_header(stack)}\r\n"
+        "\r\n"
+    )
+
+
+@pytest.mark.parametrize("upgrade", ["h2c", "websocket, h2c", "TLS/1.2"])
+def test_a_non_websocket_upgrade_on_ws_is_refused_by_nginx(stack: Stack, upgrade: str) -> None:
+    """`Upgrade: h2c` to the app could open an HTTP/2 tunnel past nginx's rules: nginx
+    answers it itself and the app never sees it (nginx's own errors carry no request id;
+    everything the app answers does)."""
+    status, headers, body = exchange(
+        stack, socket_request(stack, upgrade, connection="Upgrade, HTTP2-Settings")
+    )
+    assert status.startswith("HTTP/1.1 400"), (status, body)
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body)["error"]["code"] == "bad_request"
+    assert "x-request-id" not in headers, "the request reached the app service"
+    assert headers["x-frame-options"] == "DENY"
+
+
+def test_a_websocket_upgrade_in_any_case_reaches_the_app(stack: Stack) -> None:
+    status, headers, _ = exchange(stack, socket_request(stack, "WebSocket"))
+    assert status.startswith("HTTP/1.1 101"), status
+    assert headers["upgrade"].lower() == "websocket"
+    # RFC 6455's example key and its accept value: the app completed the handshake.
+    assert headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def open_chat_socket(stack: Stack) -> simple_websocket.Client:
+    ws = simple_websocket.Client.connect(
+        f"wss://localhost:{stack.settings.https_port}/ws",
+        headers={"Origin": stack.origin, "Cookie": cookie_header(stack)},
+        ssl_context=stack.nginx.ssl_context(),
+    )
+    assert json.loads(ws.receive(timeout=30))["type"] == "ready"
+    return ws
+
+
+def test_open_sockets_per_address_are_limited_with_a_json_429(stack: Stack) -> None:
+    sockets = [open_chat_socket(stack) for _ in range(WS_PER_ADDRESS)]
+    try:
+        status, headers, body = exchange(stack, socket_request(stack, "websocket"))
+        assert status.startswith("HTTP/1.1 429"), (status, body)
+        assert headers["content-type"].startswith("application/json")
+        error = json.loads(body)["error"]
+        assert (error["type"], error["code"]) == ("rate_limit_error", "too_many_connections")
+        assert headers["x-frame-options"] == "DENY"
+        # A closed socket makes room for another.
+        close_websocket(sockets.pop())
+        deadline = time.monotonic() + 15
+        while True:
+            status, _, _ = exchange(stack, socket_request(stack, "websocket"))
+            if status.startswith("HTTP/1.1 101") or time.monotonic() > deadline:
+                break
+            time.sleep(1)  # nginx frees the slot once the tunnel to the app has closed
+        assert status.startswith("HTTP/1.1 101"), status
+    finally:
+        for ws in sockets:
+            close_websocket(ws)
 
 
 def test_npm_openai_client_streams_through_nginx(stack: Stack) -> None:

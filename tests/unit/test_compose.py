@@ -196,6 +196,47 @@ def test_web_entrypoint_fits_the_rendered_config(services):
     assert web["environment"]["APP_UPSTREAM"] in conf
 
 
+# ---- a team's load: open files ---------------------------------------------------------------
+
+
+def nofile(service: dict) -> tuple[int, int]:
+    limit = (service.get("ulimits") or {}).get("nofile")
+    assert limit, "no nofile ulimit: Docker's default soft limit (1024) would cap connections"
+    if isinstance(limit, int):
+        return limit, limit
+    return limit["soft"], limit["hard"]
+
+
+def test_web_may_open_what_nginx_is_configured_for(variant):
+    """nginx sets worker_rlimit_nofile itself, but never past the container's hard limit:
+    that must hold even the largest NGINX_WORKER_CONNECTIONS the settings accept."""
+    from deploy.nginx import worker_open_files
+    from deploy.settings import DeploySettings
+
+    _, config = variant
+    web = config["services"]["web"]
+    env = web["environment"]
+    default = DeploySettings.from_env(env)
+    largest = DeploySettings.from_env({**env, "NGINX_WORKER_CONNECTIONS": "32768"})
+    soft, hard = nofile(web)
+    assert soft >= worker_open_files(default)
+    assert hard >= worker_open_files(largest)
+    assert default.worker_connections >= 2 * (2000 + 100), "2,000 sockets and 100 streams"
+
+
+def test_app_service_may_open_a_descriptor_per_connection(variant):
+    """The app raises its soft limit to APP_MAX_CONNECTIONS + 256 itself (never past the
+    hard limit): the container must allow the largest value the setting accepts."""
+    from app_service.settings import Settings as AppSettings
+
+    _, config = variant
+    app = config["services"]["app_service"]
+    _, hard = nofile(app)
+    largest = AppSettings.from_env({"APP_MAX_CONNECTIONS": "100000"}).max_connections
+    assert hard >= largest + 256
+    assert nofile(app)[0] >= AppSettings.from_env({}).max_connections + 256
+
+
 # ---- isolation, health, start order, state --------------------------------------------------
 
 

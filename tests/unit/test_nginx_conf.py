@@ -141,10 +141,10 @@ def test_crossplane_parses_strictly(settings: DeploySettings, variant: str) -> N
     parsed = parse(settings, variant)
     (mime,) = [s["block"] for s in block_of(parsed, "http") if s["directive"] == "types"]
     assert ["application/javascript", "js", "mjs"] in [[s["directive"], *s["args"]] for s in mime]
-    upgrade = block_of(parsed, "map $http_upgrade $connection_upgrade")
+    upgrade = block_of(parsed, "map $http_upgrade $websocket_upgrade")
     assert [[s["directive"], *s["args"]] for s in upgrade] == [
-        ["default", "upgrade"],
-        ["", "close"],
+        ["default", ""],
+        ["~*^websocket$", "websocket"],
     ]
 
 
@@ -289,14 +289,55 @@ def test_api_and_v1_proxy_unbuffered_with_long_timeouts(
         assert forwarded["X-Request-ID"] == "$request_id", label
 
 
+def map_entries(parsed: list[dict], label: str) -> dict[str, str]:
+    return {stmt["directive"]: stmt["args"][0] for stmt in block_of(parsed, label)}
+
+
 @pytest.mark.parametrize("variant", ["local", "compose"])
 def test_websocket_upgrade(settings: DeploySettings, variant: str) -> None:
-    ws = block_of(servers(parse(settings, variant))[1], "location = /ws")
+    parsed = parse(settings, variant)
+    ws = block_of(servers(parsed)[1], "location = /ws")
     forwarded = {args[0]: args[1] for args in args_of(ws, "proxy_set_header")}
-    assert forwarded["Upgrade"] == "$http_upgrade"
+    assert forwarded["Upgrade"] == "$websocket_upgrade"
     assert forwarded["Connection"] == "$connection_upgrade"
     assert args_of(ws, "proxy_http_version") == [["1.1"]]
     assert int(args_of(ws, "proxy_read_timeout")[0][0].rstrip("s")) >= 600
+    # Only `websocket` (any case) is passed on as an upgrade; Connection follows it.
+    assert map_entries(parsed, "map $http_upgrade $websocket_upgrade") == {
+        "default": "",
+        "~*^websocket$": "websocket",
+    }
+    assert map_entries(parsed, "map $websocket_upgrade $connection_upgrade") == {
+        "default": "close",
+        "websocket": "upgrade",
+    }
+
+
+@pytest.mark.parametrize("variant", ["local", "compose"])
+def test_a_non_websocket_upgrade_on_ws_is_refused(settings: DeploySettings, variant: str) -> None:
+    """`Upgrade: h2c` (or anything but websocket) never reaches the app as an upgrade: it
+    is a 400 from nginx, before any limit counts it."""
+    parsed = parse(settings, variant)
+    assert map_entries(parsed, "map $http_upgrade $refused_upgrade") == {
+        "default": "1",
+        "": "0",
+        "~*^websocket$": "0",
+    }
+    ws = block_of(servers(parsed)[1], "location = /ws")
+    (refusal,) = [stmt for stmt in ws if stmt["directive"] == "if"]
+    assert refusal["args"] == ["$refused_upgrade"]
+    assert args_of(refusal["block"], "return") == [["400"]]
+
+
+@pytest.mark.parametrize("variant", ["local", "compose"])
+def test_api_and_v1_never_pass_an_upgrade_on(settings: DeploySettings, variant: str) -> None:
+    https = servers(parse(settings, variant))[1]
+    for label in PROXIED:
+        forwarded = {
+            args[0]: args[1:] for args in args_of(block_of(https, label), "proxy_set_header")
+        }
+        assert forwarded["Upgrade"] == [""], label
+        assert forwarded["Connection"] == [""], label
 
 
 def test_local_upstream_and_compose_resolver(settings: DeploySettings) -> None:
@@ -336,6 +377,80 @@ def test_rate_limits_on_login_and_chat(settings: DeploySettings) -> None:
         (limit,) = args_of(block_of(https, label), "limit_req")
         assert limit[0] == f"zone={zone}", label
         assert limit[1].startswith("burst="), label
+
+
+# 2,000 idle chat sockets and 100 streaming answers, each a client and an upstream
+# connection; any one worker may be handed all of them (docs/web-tier.md).
+TEAM_CONNECTIONS = 2 * (2000 + 100)
+
+
+@pytest.mark.parametrize("variant", ["local", "compose"])
+def test_workers_hold_a_teams_connections(settings: DeploySettings, variant: str) -> None:
+    parsed = parse(settings, variant)
+    ((worker_connections,),) = args_of(block_of(parsed, "events"), "worker_connections")
+    ((rlimit,),) = [args for ctx, args in find(parsed, "worker_rlimit_nofile") if ctx == ()]
+    assert int(worker_connections) >= 1.5 * TEAM_CONNECTIONS  # with room for pages and API
+    # Each connection is a descriptor, plus the files a worker serves and logs to.
+    assert int(rlimit) >= 2 * int(worker_connections)
+
+
+def test_worker_connections_is_a_setting(settings: DeploySettings) -> None:
+    from chatstack.envsettings import SettingsError
+
+    assert DeploySettings.from_env({}).worker_connections == 8192
+    custom = DeploySettings.from_env({"NGINX_WORKER_CONNECTIONS": "16384"})
+    parsed = parse(dataclasses.replace(settings, worker_connections=16384), "local")
+    assert args_of(block_of(parsed, "events"), "worker_connections") == [["16384"]]
+    assert [args for _, args in find(parsed, "worker_rlimit_nofile")] == [["32768"]]
+    assert custom.worker_connections == 16384
+    # The compose file's nofile ulimit (65536) caps the descriptors: 2 x 32768.
+    with pytest.raises(SettingsError, match="NGINX_WORKER_CONNECTIONS"):
+        DeploySettings.from_env({"NGINX_WORKER_CONNECTIONS": "40000"})
+
+
+@pytest.mark.parametrize("variant", ["local", "compose"])
+def test_open_connections_per_address_on_ws_and_v1(settings: DeploySettings, variant: str) -> None:
+    settings = dataclasses.replace(
+        settings, ws_connections_per_address=5, v1_connections_per_address=3
+    )
+    parsed = parse(settings, variant)
+    zones = [args for _, args in find(parsed, "limit_conn_zone")]
+    assert ["$binary_remote_addr", "zone=ws_per_address:10m"] in zones
+    assert ["$binary_remote_addr", "zone=v1_per_address:10m"] in zones
+    assert [args for _, args in find(parsed, "limit_conn_status")] == [["429"]]
+    https = servers(parsed)[1]
+    assert args_of(block_of(https, "location = /ws"), "limit_conn") == [["ws_per_address", "5"]]
+    for label in ("location /v1/", "location = /v1/chat/completions", "location = /v1/completions"):
+        assert args_of(block_of(https, label), "limit_conn") == [["v1_per_address", "3"]], label
+    for label in ("location /api/", "location = /api/auth/login"):
+        assert args_of(block_of(https, label), "limit_conn") == [], label
+
+
+def test_connection_limits_default_for_a_team_behind_one_address() -> None:
+    defaults = DeploySettings.from_env({})
+    assert (defaults.ws_connections_per_address, defaults.v1_connections_per_address) == (32, 16)
+    custom = DeploySettings.from_env(
+        {"WS_CONNECTIONS_PER_ADDRESS": "200", "V1_CONNECTIONS_PER_ADDRESS": "50"}
+    )
+    assert (custom.ws_connections_per_address, custom.v1_connections_per_address) == (200, 50)
+
+
+def test_too_many_connections_is_its_own_429(settings: DeploySettings) -> None:
+    """limit_conn and limit_req both answer 429; $limit_conn_status tells them apart, so the
+    client reads which limit it hit."""
+    location = block_of(servers(parse(settings, "local"))[1], "location @error429")
+    (branch,) = [stmt for stmt in location if stmt["directive"] == "if"]
+    assert branch["args"] == ["$limit_conn_status", "=", "REJECTED"]
+    ((code, body),) = args_of(branch["block"], "return")
+    assert code == "429"
+    error = json.loads(body)["error"]
+    assert (error["type"], error["code"]) == ("rate_limit_error", "too_many_connections")
+    assert set(error) == {"message", "type", "param", "code"}
+    ((_, rate_body),) = args_of(location, "return")
+    assert json.loads(rate_body)["error"]["code"] == "rate_limit_exceeded"
+    # Rewrite directives run in order: the branch must come before the unconditional return.
+    order = [stmt["directive"] for stmt in location if stmt["directive"] in ("if", "return")]
+    assert order == ["if", "return"]
 
 
 @pytest.mark.parametrize("status", [400, 404, 413, 429, 502, 504])

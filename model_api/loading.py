@@ -136,6 +136,7 @@ def load_model(settings: Settings) -> LoadedModel:
     log.info("loading %s on %s as %s", settings.model_path, device, dtype)
     with logged_step("tokenizer", device):
         tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+        count_added_tokens_as_control(tokenizer)
     with logged_step("weights", device):
         # int4 codes are found from the checkpoint's exact values, so load those in fp32.
         load_dtype = torch.float32 if try_int4 else dtype
@@ -170,6 +171,21 @@ def load_model(settings: Settings) -> LoadedModel:
         eos_token_ids=eos_token_ids(model, tokenizer),
         quantization=quantization,
     )
+
+
+def count_added_tokens_as_control(tokenizer: Any) -> None:
+    """Every added token, not only those the chat template writes, is encoded as text when
+    it appears inside a message (serving.py's chat prompts).
+
+    transformers otherwise sanitizes the special tokens and the added tokens found in the
+    template's text: an added token the template never writes (a tool or FIM marker)
+    would still reach the model as itself. Whitespace tokens stay out: templates write
+    them as ordinary text, and content must encode as it always did. A model that lists
+    its own `chat_control_tokens` keeps them.
+    """
+    if getattr(tokenizer, "chat_control_tokens", None) is None:
+        added = tokenizer.added_tokens_decoder.values()
+        tokenizer.chat_control_tokens = [t.content for t in added if not t.content.isspace()]
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:

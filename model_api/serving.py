@@ -114,14 +114,21 @@ class ModelService:
             {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
             for m in messages
         ]
-        text = self.loaded.tokenizer.apply_chat_template(
-            turns, tokenize=False, add_generation_prompt=add_generation_prompt
+        # Control tokens are the template's alone: written inside a message (by a user, or
+        # in an uploaded document) they are encoded as plain text, so content cannot forge
+        # a turn. Content without them encodes exactly as the rendered text always did.
+        ids = self.loaded.tokenizer.apply_chat_template(
+            turns,
+            add_generation_prompt=add_generation_prompt,
+            tokenize=True,
+            sanitize_control_tokens=True,
+            return_dict=False,
         )
-        # The template already holds the special tokens; adding BOS again would double it.
-        return self.text_prompt_ids(text, add_special_tokens=False)
+        return list(ids)
 
-    def text_prompt_ids(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        return list(self.loaded.tokenizer(text, add_special_tokens=add_special_tokens).input_ids)
+    def text_prompt_ids(self, text: str) -> list[int]:
+        """A raw prompt is the caller's own template: its control tokens are parsed."""
+        return list(self.loaded.tokenizer(text).input_ids)
 
     # ---- checks ----------------------------------------------------------------------
 

@@ -32,6 +32,9 @@ START_STACK = "start the stack with `make run`"
 # `make certs` runs deploy/certs.py; `make run` also makes certificates when none exist.
 MAKE_CERTS = "`make certs` (`.venv/bin/python -m deploy.certs`)"
 CERT_WARN_DAYS = 30
+# The commented-out example in .env.example: uncommented as it is, it is no secret.
+EXAMPLE_MODEL_API_KEY = "change-me-to-a-long-random-string"
+NEW_KEY = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 HOT_GPU_CELSIUS = 85
 
 
@@ -362,6 +365,27 @@ def _judge_model_folder(path: Path, embedded: bool, convert: str, elsewhere: str
 # ---- the services -----------------------------------------------------------------------
 
 
+def check_model_api_key(ctx: Context) -> CheckResult:
+    """The shared key the app service sends and the model API requires; never shown."""
+    result = _reporter("services", "model API key")
+
+    key = ctx.model.api_key
+    set_it = (
+        f"`make run` writes a random MODEL_API_KEY into .env when it has none; or set "
+        f"MODEL_API_KEY in .env to the output of `{NEW_KEY}`, and restart both services "
+        "(`make run`, or `docker compose up -d`)"
+    )
+    if not key:
+        return result(
+            "warn",
+            "MODEL_API_KEY is empty: the model API answers anyone who can reach its port",
+            set_it,
+        )
+    if key == EXAMPLE_MODEL_API_KEY:
+        return result("warn", "MODEL_API_KEY is the example value from .env.example", set_it)
+    return result("ok", f"set ({len(key)} characters), the same for both services")
+
+
 def check_model_api(ctx: Context) -> CheckResult:
     result = _reporter("services", "model API")
 
@@ -492,7 +516,19 @@ def check_certificate(ctx: Context) -> CheckResult:
         cert = probes.read_certificate(settings.tls_cert)
     except (OSError, ValueError) as exc:
         return result("fail", f"{settings.tls_cert} is not a PEM certificate ({exc})", make_certs)
-    return judge_certificate(cert, settings.tls_cert, settings.server_name)
+    from deploy.certs import CA_KEY
+
+    judged = judge_certificate(cert, settings.tls_cert, settings.server_name)
+    legacy_ca_key = settings.certs_dir / CA_KEY
+    if judged.status == "ok" and legacy_ca_key.exists():
+        return result(
+            "warn",
+            f"{legacy_ca_key} lies beside the certificate, where nginx and the web container "
+            "read: whoever can read it can sign a certificate for any name",
+            f"run {MAKE_CERTS}: it moves the CA's key to CA_DIR ({settings.ca_dir})",
+            **judged.details,
+        )
+    return judged
 
 
 def judge_certificate(cert: Any, path: Path, server_name: str) -> CheckResult:
@@ -586,6 +622,7 @@ CHECKS: tuple[Callable[[Context], CheckResult], ...] = (
     check_torch,
     check_transformers,
     check_model_files,
+    check_model_api_key,
     check_model_api,
     check_app_service,
     check_nginx_config,

@@ -1,6 +1,7 @@
 """`make run`: the whole stack as local processes, with the commands compose runs.
 
-Prepares what the web tier needs (the web app's build, certificates, the
+Writes a random MODEL_API_KEY into `.env` when neither `.env` nor the environment has one,
+prepares what the web tier needs (the web app's build, certificates, the
 rendered nginx config), then starts the model API, the app service and nginx in order,
 waiting for each to be healthy, and stops them all on Ctrl-C or SIGTERM. Every process gets
 the environment from `.env` (like compose's `env_file`) on top of the process environment.
@@ -10,6 +11,8 @@ Run: python -m deploy.run_local
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import shutil
 import signal
 import ssl
@@ -18,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from chatstack.envsettings import SettingsError
@@ -44,6 +48,35 @@ def read_env_file(path: Path) -> dict[str, str]:
             value = value[1:-1]
         values[key.strip().removeprefix("export ").strip()] = value
     return values
+
+
+# `MODEL_API_KEY=` with nothing (or only empty quotes) after it: no key.
+_EMPTY_KEY_LINE = re.compile(r"""^\s*(export\s+)?MODEL_API_KEY\s*=\s*(""|'')?\s*$""")
+
+
+def ensure_model_api_key(env_file: Path, environ: Mapping[str, str]) -> str | None:
+    """Give the stack a shared key when it has none: append a random MODEL_API_KEY to
+    `env_file` (made 0600 if missing; an empty `MODEL_API_KEY=` line is replaced) and say
+    so in one line. A key in the file or in `environ` is never touched. Returns the new
+    key, or None when there already was one."""
+    if read_env_file(env_file).get("MODEL_API_KEY") or environ.get("MODEL_API_KEY", "").strip():
+        return None
+    # URL-safe base64: no quoting needed for the shell (`. ./.env`) or compose.
+    key = secrets.token_urlsafe(32)
+    line = f"MODEL_API_KEY={key}"
+    if env_file.is_file():
+        old = env_file.read_text().splitlines()
+        empty = [i for i, text in enumerate(old) if _EMPTY_KEY_LINE.match(text)]
+        lines = [text for text in old if not _EMPTY_KEY_LINE.match(text)]
+        lines.insert(empty[0] if empty else len(lines), line)
+        env_file.write_text("\n".join(lines) + "\n")
+    else:
+        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("# Written by `make run`: the key the app service sends to the model API.\n")
+            f.write(line + "\n")
+    print(f"chatstack: wrote a random MODEL_API_KEY into {env_file} (both services read it)")
+    return key
 
 
 def stack_env() -> dict[str, str]:
@@ -137,6 +170,7 @@ def stop_all(processes: list[subprocess.Popen]) -> None:
 
 
 def main() -> int:
+    ensure_model_api_key(ROOT / ".env", os.environ)
     env = stack_env()
     try:
         settings = DeploySettings.from_env(env)

@@ -33,6 +33,8 @@ def test_the_runner_starts_everything_and_ctrl_c_stops_it(tmp_path) -> None:
         "CERTS_DIR": str(tmp_path / "certs"),
         "NGINX_RUN_DIR": str(shared / "run"),
         "WEB_ROOT": str(shared / "www"),
+        # A key in the environment: the runner then writes none into the repository's .env.
+        "MODEL_API_KEY": "run-local-test-key",
     }
     runner = subprocess.Popen(
         [sys.executable, "-m", "deploy.run_local"],

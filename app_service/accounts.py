@@ -22,6 +22,7 @@ from app_service.bodies import json_body
 from app_service.db import db, new_id, now, transaction
 from app_service.proxies import client_address as _client_address
 from app_service.settings import Settings
+from app_service.user_activity import user_activity
 from chatstack.errors import APIError
 from chatstack.validation import parse_body
 
@@ -209,7 +210,11 @@ def login() -> Response:
 
 @bp.post("/logout")
 def logout() -> Response:
-    return end_session(Response(status=204))
+    user = session_user(session_token())
+    response = end_session(Response(status=204))
+    if user is not None:  # this session's open chat sockets end with it
+        user_activity().end_sockets(user["id"], session=token_hash(session_token()))
+    return response
 
 
 @bp.get("/me")
@@ -245,4 +250,7 @@ def change_password() -> Response:
         conn.execute(
             "DELETE FROM sessions WHERE user_id = ? AND token_hash != ?", (user["id"], keep)
         )
+    # Every open chat socket of the user closes, this session's too (its tab reconnects):
+    # none outlives the password it was opened under.
+    user_activity().end_sockets(user["id"])
     return Response(status=204)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -129,17 +130,27 @@ def db() -> sqlite3.Connection:
     return g.db
 
 
+# One writer at a time inside the process, waited for cooperatively. Under the gevent
+# worker every request and turn is a greenlet of one thread: were two to meet at SQLite's
+# own lock, the second would sleep in SQLite's busy handler and stall the whole event loop
+# (the first could not even run to COMMIT). SQLite's busy_timeout is left for other
+# processes (a backup, the sqlite3 shell).
+_WRITE_LOCK = threading.RLock()
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on error: a write is all or nothing."""
+    """BEGIN IMMEDIATE … COMMIT, rolled back on error: a write is all or nothing. Keep
+    slow work (a password hash, a call to the model API) out of the block."""
     conn = conn or db()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    with _WRITE_LOCK:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
 
 def init_app(app: Flask) -> None:

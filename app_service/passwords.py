@@ -1,20 +1,26 @@
 """Password hashes: making one and checking one, in one place.
 
-Both are deliberately slow (scrypt, werkzeug's default). They are plain functions so that
-they can be moved off the event loop (a thread pool) here, without touching a caller.
+Both are deliberately slow (scrypt, werkzeug's default: tens of milliseconds of CPU). Under
+the app service's gevent worker they run in gevent's pool of native threads: scrypt releases
+the GIL, so the event loop keeps serving every other socket meanwhile. Never call them
+inside a database transaction: the caller waits there, holding the write lock.
 """
 
 from __future__ import annotations
 
 import functools
 import secrets
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from werkzeug.security import check_password_hash, generate_password_hash
+
+T = TypeVar("T")
 
 
 def hash_password(password: str) -> str:
     """A salted scrypt hash of `password`, as stored in users.password_hash."""
-    return generate_password_hash(password)
+    return _off_loop(generate_password_hash, password)
 
 
 def check_password(stored_hash: str | None, password: str) -> bool:
@@ -38,4 +44,16 @@ def dummy_hash() -> str:
 
 def _verify(stored_hash: str, password: str) -> bool:
     # werkzeug recomputes the hash and compares with hmac.compare_digest.
-    return check_password_hash(stored_hash, password)
+    return _off_loop(check_password_hash, stored_hash, password)
+
+
+def _off_loop(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` on one of gevent's native threads when the standard library is
+    patched (the gunicorn gevent worker), else right here (tests, scripts)."""
+    try:
+        from gevent import get_hub, monkey
+    except ImportError:  # the model API's image has no gevent; nothing to move off
+        return function(*args)
+    if not monkey.is_module_patched("threading"):
+        return function(*args)
+    return get_hub().threadpool.apply(function, args)

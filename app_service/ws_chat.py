@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, current_app, request
 from flask_sock import Sock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app_service.accounts import SESSION_COOKIE, current_user, token_hash
+from app_service.accounts import current_user, session_token, token_hash
 from app_service.chat import ChatTurn, TurnRequest
 from app_service.metrics import AppMetrics, app_metrics
 from app_service.settings import Settings
@@ -249,7 +249,7 @@ def chat_socket(ws: Any) -> None:
         metrics=metrics,
         activity=activity,
     )
-    activity.add_socket(user_id, token_hash(request.cookies.get(SESSION_COOKIE, "")), chat)
+    activity.add_socket(user_id, token_hash(session_token()), chat)
     try:
         with metrics.open_websockets.track_inprogress():
             chat.serve()

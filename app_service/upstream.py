@@ -5,6 +5,8 @@
   healthy upstream that serves the requested model with the fewest requests in flight.
   A failed connection takes an upstream out; a background thread polls /health of every
   upstream every `upstream_health_seconds` and puts it back when it answers 200.
+- A 429 (the model API's queue is full) generated nothing: the request goes to another
+  upstream that serves the model, or fails as "busy". A busy upstream is never taken out.
 - Every request carries `Authorization: Bearer MODEL_API_KEY` when a key is set.
 """
 
@@ -28,6 +30,7 @@ from app_service.upstream_wire import (
     STOPPED,
     UNAVAILABLE,
     UpstreamError,
+    busy_error,
     data_field,
     describe,
     error_for_exception,
@@ -213,8 +216,14 @@ class UpstreamPool:
         if data is not None:
             headers["Content-Type"] = "application/json"
         tried: set[str] = set()
+        busy: list[str] = []  # the Retry-After of each upstream that answered 429
         while True:
-            upstream = self._acquire(model, tried)
+            try:
+                upstream = self._acquire(model, tried)
+            except UpstreamError:
+                if busy:
+                    raise busy_error(busy) from None
+                raise
             try:
                 reply = self.session.request(
                     method,
@@ -224,7 +233,6 @@ class UpstreamPool:
                     stream=stream,
                     timeout=self.timeout,
                 )
-                break
             except requests.RequestException as exc:
                 self._release(upstream)
                 self._mark_down(upstream, exc)
@@ -232,6 +240,15 @@ class UpstreamPool:
                     tried.add(upstream.url)  # nothing was sent: safe to try another one
                     continue
                 raise error_for_exception(exc) from exc
+            if reply.status_code == 429:
+                # Refused before generating anything, so another upstream may run it. Busy
+                # is not down: the upstream stays in, and its /health says it is fine.
+                busy.append(reply.headers.get("Retry-After", ""))
+                reply.close()
+                self._release(upstream)
+                tried.add(upstream.url)
+                continue
+            break
         try:
             yield upstream, reply
         finally:

@@ -18,12 +18,13 @@ log = logging.getLogger(__name__)
 
 UNAVAILABLE = "The model service is unavailable right now. Please try again in a moment."
 STOPPED = "The model service stopped while answering."
+BUSY = "The model is busy with other requests right now. Please try again in a moment."
 TIMED_OUT = "The model service did not answer in time."
 
 
 class UpstreamError(APIError):
-    """The model API could not answer: unreachable (502/503), timed out (504), or its own
-    OpenAI-shaped error (its status and body kept)."""
+    """The model API could not answer: unreachable (502/503), timed out (504), busy (429),
+    or its own OpenAI-shaped error (its status and body kept)."""
 
 
 def iter_raw(reply: requests.Response) -> Iterator[bytes]:
@@ -65,6 +66,16 @@ def error_from_response(reply: requests.Response) -> UpstreamError:
         )
     message, error_type, param, code = fields
     return UpstreamError(status, message, param=param, code=code, error_type=error_type)
+
+
+def busy_error(retry_after: list[str]) -> UpstreamError:
+    """Every upstream that serves the model answered 429: nothing was generated anywhere.
+    `retry_after` holds their Retry-After headers ("" where none); the soonest is kept."""
+    seconds = [int(v) for v in retry_after if v.strip().isdigit()]
+    dates = [v for v in retry_after if v.strip() and not v.strip().isdigit()]
+    wait = str(min(seconds)) if seconds else (dates[0] if dates else None)
+    headers = {"Retry-After": wait} if wait else {}
+    return UpstreamError(429, BUSY, code="model_busy", headers=headers)
 
 
 def error_from_frame(frame: dict[str, Any]) -> UpstreamError:

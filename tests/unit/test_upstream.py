@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from flask import Flask
 
 from app_service.settings import Settings
 from app_service.upstream import UpstreamPool
@@ -66,10 +67,14 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-def send_json(handler: Handler, status: int, body: object) -> None:
+def send_json(
+    handler: Handler, status: int, body: object, headers: dict[str, str] | None = None
+) -> None:
     data = json.dumps(body).encode()
     handler.send_response(status)
     handler.send_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
@@ -594,3 +599,88 @@ def test_nan_in_a_body_is_a_400_not_a_crash(fakes) -> None:
         list(make_pool(fake.url).stream_chat({**CHAT, "temperature": float("nan")}))
     assert err.value.status == 400
     assert fake.chat_requests() == []
+
+
+# ---- a busy model API -----------------------------------------------------------------------
+
+BUSY_PATHS = ("/v1/chat/completions", "/v1/completions", "/tokenize")
+
+
+def make_busy(fake: FakeUpstream, retry_after: str | None = "7") -> None:
+    """Every generation route answers as our model API does with a full queue."""
+    error = {"message": "The server is busy.", "type": "rate_limit_error", "code": "server_busy"}
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    for path in BUSY_PATHS:
+        fake.routes[path] = lambda h, _b: send_json(h, 429, {"error": error}, headers)
+
+
+def requests_to(fake: FakeUpstream, path: str) -> int:
+    return sum(1 for seen, _h, _b in fake.seen if seen == path)
+
+
+def assert_all_healthy_and_idle(pool: UpstreamPool) -> None:
+    status = pool.status()
+    assert all(u["healthy"] and u["in_flight"] == 0 for u in status), status
+
+
+def test_a_busy_upstream_passes_the_chat_to_another_and_stays_healthy(fakes) -> None:
+    busy, free = make_fake(fakes), make_fake(fakes)
+    make_busy(busy)
+    pool = make_pool(busy.url, free.url)
+    for _ in range(4):
+        assert [c["choices"][0]["delta"]["content"] for c in pool.stream_chat(CHAT)] == [
+            "Hel",
+            "lo",
+        ]
+    assert requests_to(busy, "/v1/chat/completions") >= 1  # tried, refused, passed on
+    assert requests_to(free, "/v1/chat/completions") == 4
+    assert_all_healthy_and_idle(pool)
+    assert pool.tokenize({"model": "m", "prompt": "x"})["count"] == 3
+    with pool.open("/v1/completions", {"model": "m"}, stream=False) as reply:
+        assert reply.status_code == 404  # the free fake has no such route: it was reached
+
+
+def test_when_every_upstream_is_busy_the_chat_gets_a_429_model_busy(fakes) -> None:
+    first, second = make_fake(fakes), make_fake(fakes)
+    make_busy(first, retry_after="7")
+    make_busy(second, retry_after="3")
+    pool = make_pool(first.url, second.url)
+    opened: list[object] = []
+    with pytest.raises(UpstreamError) as err:
+        list(pool.stream_chat(CHAT, on_open=opened.append))
+    assert (err.value.status, err.value.code) == (429, "model_busy")
+    assert "busy with other requests" in err.value.message
+    assert err.value.headers == {"Retry-After": "3"}  # the sooner of the two
+    assert opened == []  # nothing was generated, so there is nothing to stop
+    assert [requests_to(f, "/v1/chat/completions") for f in (first, second)] == [1, 1]
+    assert_all_healthy_and_idle(pool)
+    pool.check_health()  # both answer /health: busy is not down
+    assert_all_healthy_and_idle(pool)
+
+
+def test_a_busy_answer_reaches_v1_clients_and_tokenize_as_a_429(fakes) -> None:
+    fake = make_fake(fakes)
+    make_busy(fake)
+    pool = make_pool(fake.url)
+    for stream in (False, True):
+        body = {"model": "m", "stream": stream}
+        with pytest.raises(UpstreamError) as err, pool.open("/v1/completions", body, stream=stream):
+            pytest.fail("a busy answer was passed on as a reply")
+        assert (err.value.status, err.value.code) == (429, "model_busy")
+        with Flask(__name__).app_context():  # how the /v1 pass-through renders it
+            rendered = err.value.response()
+        assert rendered.status_code == 429
+        assert rendered.headers["Retry-After"] == "7"
+        assert rendered.json["error"]["type"] == "rate_limit_error"
+    with pytest.raises(UpstreamError) as err:
+        pool.tokenize({"model": "m", "prompt": "x"})
+    assert (err.value.status, err.value.code) == (429, "model_busy")
+    assert_all_healthy_and_idle(pool)
+
+
+def test_a_busy_answer_without_retry_after_invents_none(fakes) -> None:
+    fake = make_fake(fakes)
+    make_busy(fake, retry_after=None)
+    with pytest.raises(UpstreamError) as err:
+        list(make_pool(fake.url).stream_chat(CHAT))
+    assert (err.value.status, err.value.headers) == (429, {})

@@ -72,6 +72,13 @@ bench: install
 	@$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q 'matplotlib>=3.8'
 	$(PY) -m bench.run $(ARGS)
 
+## soak: the whole stack through nginx with TLS under a team's load — 2,000 idle sockets, 100
+## users chatting, the model API and the app service killed and restarted mid-run — then
+## checks that nothing was lost; not part of `make test`. Smaller: make soak ARGS="--idle-sockets 300"
+.PHONY: soak
+soak: install system-deps
+	$(PY) -m bench.soak $(ARGS)
+
 ## doctor: check the stack layer by layer (GPU, CUDA, PyTorch, model, services, nginx, TLS)
 .PHONY: doctor
 doctor: install

@@ -197,6 +197,7 @@ def add_full_stack(servers: EngineServers, tmp: Path) -> None:
         run_dir,
         # The benchmark sends far more than a person would: nginx's limit must not shape it.
         chat_rate_per_minute=100_000,
+        v1_connections_per_address=60_000,
     )
     app_port = int(settings.app_upstream.rsplit(":", 1)[1])
     certs = settings.certs_dir

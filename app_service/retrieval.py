@@ -1,4 +1,5 @@
-"""What the chat code reads of a user's files: whole texts, or the best chunks for a question.
+"""What the chat code reads of a user's files: their sizes, a prefix of a text, or the best
+chunks for a question. Nothing here reads a whole file unless asked for that many characters.
 
 Every function takes the user's id and answers 404 (`file_not_found`, param `file_ids`) for
 any id that is missing or belongs to someone else, exactly alike.
@@ -27,10 +28,10 @@ STOP_WORDS = frozenset(_STOP_WORDS.split())
 
 
 @dataclass(frozen=True)
-class FileText:
+class FileInfo:
     id: str
     name: str
-    text: str
+    chars: int  # the extracted text's length in characters
 
 
 @dataclass(frozen=True)
@@ -43,18 +44,32 @@ class Chunk:
     score: float
 
 
-def files_for_user(conn: sqlite3.Connection, user_id: str, file_ids: list[str]) -> list[FileText]:
-    """The user's files with their whole text, in the order given (repeats dropped)."""
+def files_for_user(conn: sqlite3.Connection, user_id: str, file_ids: list[str]) -> list[FileInfo]:
+    """The user's files (id, name, length of the text), in the order given (repeats dropped).
+
+    The texts stay in SQLite: a turn asks `file_text` for the ones whose length fits."""
     ids = _unique(file_ids)
     if not ids:
         return []
     rows = conn.execute(
-        f"SELECT id, name, text FROM files WHERE user_id = ? AND id IN ({_marks(ids)})",
+        f"SELECT id, name, length(text) FROM files WHERE user_id = ? AND id IN ({_marks(ids)})",
         (user_id, *ids),
     ).fetchall()
-    found = {row[0]: FileText(row[0], row[1], row[2]) for row in rows}
+    found = {row[0]: FileInfo(row[0], row[1], int(row[2])) for row in rows}
     _require_all(ids, found)
     return [found[i] for i in ids]
+
+
+def file_text(conn: sqlite3.Connection, user_id: str, file_id: str, max_chars: int) -> str:
+    """The first `max_chars` characters of one of the user's files (SQLite cuts it, so a
+    20 MB text never reaches Python for a prompt that has room for a page)."""
+    row = conn.execute(
+        "SELECT substr(text, 1, ?) FROM files WHERE user_id = ? AND id = ?",
+        (max(0, max_chars), user_id, file_id),
+    ).fetchone()
+    if row is None:
+        raise _not_found(file_id)
+    return row[0]
 
 
 def best_chunks(
@@ -121,9 +136,11 @@ def _file_names(conn: sqlite3.Connection, user_id: str, ids: list[str]) -> dict[
 def _require_all(ids: list[str], found: dict[str, object]) -> None:
     missing = [i for i in ids if i not in found]
     if missing:
-        raise APIError(
-            404, f"No such file: '{missing[0]}'.", param="file_ids", code="file_not_found"
-        )
+        raise _not_found(missing[0])
+
+
+def _not_found(file_id: str) -> APIError:
+    return APIError(404, f"No such file: '{file_id}'.", param="file_ids", code="file_not_found")
 
 
 def _unique(ids: list[str]) -> list[str]:

@@ -1,9 +1,17 @@
-"""Retrieval for the chat code: whole files, BM25 chunks, safe FTS5 queries, isolation."""
+"""Retrieval for the chat code: file sizes, text prefixes, BM25 chunks, safe FTS5 queries,
+isolation."""
 
 import pytest
 
 from app_service import db
-from app_service.retrieval import Chunk, FileText, best_chunks, files_for_user, fts_query
+from app_service.retrieval import (
+    Chunk,
+    FileInfo,
+    best_chunks,
+    file_text,
+    files_for_user,
+    fts_query,
+)
 from chatstack.errors import APIError
 
 
@@ -79,14 +87,33 @@ def test_fts_query_is_bounded():
     assert fts_query(" ".join(f"w{i}" for i in range(1000))).count(" OR ") == 63
 
 
-# ---- whole files -----------------------------------------------------------------------------
+# ---- files and their texts ------------------------------------------------------------------
 
 
-def test_files_for_user_in_the_given_order(library):
+def test_files_for_user_in_the_given_order_with_lengths_not_texts(library):
     files = files_for_user(library, "alice", ["f_cars", "f_fruit", "f_cars"])
     assert [f.id for f in files] == ["f_cars", "f_fruit"]
-    assert files[0] == FileText("f_cars", "cars.md", "Engines burn fuel.\n\nTyres wear out.")
+    assert files[0] == FileInfo("f_cars", "cars.md", len("Engines burn fuel.\n\nTyres wear out."))
     assert files_for_user(library, "alice", []) == []
+
+
+def test_files_for_user_counts_characters_not_bytes(conn):
+    add_file(conn, "alice", "f_utf8", "ü.txt", ["café 東京"])
+    assert files_for_user(conn, "alice", ["f_utf8"])[0].chars == 7
+
+
+def test_file_text_reads_only_the_prefix_asked_for(library):
+    whole = "Engines burn fuel.\n\nTyres wear out."
+    assert file_text(library, "alice", "f_cars", 7) == "Engines"
+    assert file_text(library, "alice", "f_cars", 10_000) == whole
+    assert file_text(library, "alice", "f_cars", 0) == ""
+
+
+@pytest.mark.parametrize("file_id", ["f_bob", "nope"])
+def test_file_text_404s_on_missing_or_foreign_ids(library, file_id):
+    with pytest.raises(APIError) as caught:
+        file_text(library, "alice", file_id, 100)
+    assert (caught.value.status, caught.value.code) == (404, "file_not_found")
 
 
 @pytest.mark.parametrize("ids", [["f_bob"], ["f_fruit", "f_bob"], ["nope"], ["f_fruit", "nope"]])

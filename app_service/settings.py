@@ -43,6 +43,9 @@ class Settings:
     status_history_minutes: int = 10
     extract_timeout_seconds: float = 30.0
     extract_memory_mb: int = 1024
+    # Per user (docs/uploads.md, "Limits"): uploads in progress at once, and storage.
+    user_max_extractions: int = 2
+    user_storage_bytes: int = 200 * 1024 * 1024
     chunk_tokens: int = 400
     chat_max_tokens: int = 512
     # Fairness between users (docs/operators.md, "Limits per user").
@@ -92,6 +95,8 @@ class Settings:
             ),
             extract_timeout_seconds=env_float(env, "EXTRACT_TIMEOUT_SECONDS", 30.0, minimum=1.0),
             extract_memory_mb=env_int(env, "EXTRACT_MEMORY_MB", 1024, minimum=64),
+            user_max_extractions=env_int(env, "USER_MAX_EXTRACTIONS", 2, minimum=1, maximum=64),
+            user_storage_bytes=env_int(env, "USER_STORAGE_MB", 200, minimum=1) * 1024 * 1024,
             chunk_tokens=env_int(env, "CHUNK_TOKENS", 400, minimum=50),
             chat_max_tokens=env_int(env, "CHAT_MAX_TOKENS", 512, minimum=1),
             user_max_sockets=env_int(env, "USER_MAX_SOCKETS", 16, minimum=1),

@@ -1,20 +1,29 @@
 """Uploads against the real app service under gunicorn: every kind, every bad upload,
-isolation between users, and a server that keeps answering after each error."""
+isolation between users, per-user limits, and a server that keeps answering after each
+error."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import select
 import sqlite3
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from tests.servers import RunningServer
+from tests.integration.conftest import API_KEY, register
+from tests.servers import RunningServer, start_app_service
 from tests.upload_samples import make_docx, make_docx_bomb, make_pdf
 
 MiB = 1024 * 1024
 LIMIT = 20 * MiB  # the test server runs with the default MAX_UPLOAD_MB
+MAX_IN_PROGRESS = 2  # and the default USER_MAX_EXTRACTIONS
 
 
 @pytest.fixture
@@ -240,3 +249,140 @@ def test_another_user_gets_404_exactly_like_a_missing_id(app_server, new_user):
     assert alice.get(url, timeout=5).status_code == 200
     assert (data_dir(app_server) / "uploads" / meta["id"]).is_file()
     assert_error(bob.get(f"{app_server.url}/api/files/..%2F..%2Fetc", timeout=5), 404)
+
+
+# ---- per-user limits -------------------------------------------------------------------------
+
+
+class HeldUpload:
+    """An upload whose body stops after its multipart head until `finish()`: the server
+    has started on it (and holds one of the user's upload slots) but cannot end it."""
+
+    def __init__(self, server: RunningServer, session: requests.Session, name: str) -> None:
+        boundary = uuid.uuid4().hex
+        head = (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: text/plain\r\n\r\n"
+        ).encode()
+        self.rest = f"Held upload {name}.\r\n--{boundary}--\r\n".encode()
+        url = urlsplit(server.url)
+        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        self.conn.putrequest("POST", "/api/files", skip_accept_encoding=True)
+        for header, value in session.headers.items():
+            self.conn.putheader(header, value)
+        self.conn.putheader("Cookie", "; ".join(f"{k}={v}" for k, v in session.cookies.items()))
+        self.conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+        self.conn.putheader("Content-Length", str(len(head) + len(self.rest)))
+        self.conn.endheaders(head)
+
+    def answered(self) -> bool:
+        """Whether the server has answered already: it refused the upload on arrival."""
+        return bool(select.select([self.conn.sock], [], [], 0)[0])
+
+    def finish(self) -> tuple[int, dict]:
+        self.conn.send(self.rest)
+        reply = self.conn.getresponse()
+        return reply.status, json.loads(reply.read())
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def hold_uploads(
+    server: RunningServer, session: requests.Session, count: int
+) -> tuple[list[HeldUpload], requests.Response]:
+    """`count` uploads in progress, and the 429 of one more (a probe).
+
+    A probe is a `.exe`: it holds a slot only until its type is refused (415). Until the
+    held uploads have reached the server, probes get 415; one that arrived while a probe
+    held a slot was refused and is sent again.
+    """
+    held = [HeldUpload(server, session, f"held{i}.txt") for i in range(count)]
+    deadline = time.monotonic() + 30
+    while True:
+        for i, one in enumerate(held):
+            if one.answered():
+                one.close()
+                held[i] = HeldUpload(server, session, f"held{i}.txt")
+        probe = upload(server, session, "probe.exe", b"MZ")
+        if probe.status_code == 429 and not any(one.answered() for one in held):
+            return held, probe
+        assert probe.status_code == 415, probe.text
+        assert time.monotonic() < deadline, "the held uploads never held their slots"
+        time.sleep(0.05)
+
+
+def test_uploads_beyond_the_per_user_limit_are_429_until_one_finishes(app_server, new_user):
+    user, other = new_user(), new_user()
+    held, probe = hold_uploads(app_server, user, MAX_IN_PROGRESS)
+    try:
+        error = assert_error(probe, 429, "too_many_uploads")
+        assert f"{MAX_IN_PROGRESS} uploads in progress" in error["message"]
+        assert error["param"] == "file"
+        refused = upload(app_server, user, "again.txt", "still refused")
+        assert_error(refused, 429, "too_many_uploads")
+        assert int(refused.headers["Retry-After"]) >= 1
+        # Only this user is held back.
+        assert upload(app_server, other, "other.txt", "another user's file").status_code == 201
+        assert_still_answers(app_server, user)
+
+        for one in held:
+            status, meta = one.finish()
+            assert status == 201, meta
+            assert meta["name"].startswith("held")
+    finally:
+        for one in held:
+            one.close()
+    names = [f["name"] for f in user.get(app_server.url + "/api/files", timeout=5).json()["data"]]
+    assert {f"held{i}.txt" for i in range(MAX_IN_PROGRESS)} <= set(names)
+    assert "again.txt" not in names
+    assert upload(app_server, user, "after.txt", "uploads work again").status_code == 201
+
+
+QUOTA_MB = 1
+
+
+@pytest.fixture(scope="module")
+def quota_server(
+    tmp_path_factory: pytest.TempPathFactory, model_api: RunningServer
+) -> Iterator[RunningServer]:
+    server = start_app_service(
+        tmp_path_factory.mktemp("app_service_quota"),
+        model_api.url,
+        MODEL_API_KEY=API_KEY,
+        USER_STORAGE_MB=str(QUOTA_MB),
+    )
+    try:
+        server.wait_healthy("/api/health")
+        yield server
+    finally:
+        server.stop()
+
+
+def text_of(size: int) -> str:
+    return ("All work and no play makes a dull upload.\n" * (size // 42 + 1))[:size]
+
+
+def test_the_storage_quota_refuses_what_does_not_fit_and_a_delete_frees_room(quota_server):
+    alice, bob = register(quota_server.url), register(quota_server.url)
+    first = upload(quota_server, alice, "first.txt", text_of(600 * 1024))
+    assert first.status_code == 201, first.text
+    uploads_before = set((data_dir(quota_server) / "uploads").iterdir())
+
+    error = assert_error(
+        upload(quota_server, alice, "second.txt", text_of(600 * 1024)), 413, "quota_exceeded"
+    )
+    assert "using 0.6 MiB of your 1 MiB" in error["message"]
+    assert error["param"] == "file"
+    assert set((data_dir(quota_server) / "uploads").iterdir()) == uploads_before
+    assert_still_answers(quota_server, alice)
+
+    # What still fits is taken; another user has a quota of their own.
+    assert upload(quota_server, alice, "small.txt", text_of(300 * 1024)).status_code == 201
+    assert upload(quota_server, bob, "bobs.txt", text_of(600 * 1024)).status_code == 201
+
+    file_id = first.json()["id"]
+    assert alice.delete(f"{quota_server.url}/api/files/{file_id}", timeout=5).status_code == 204
+    again = upload(quota_server, alice, "second.txt", text_of(600 * 1024))
+    assert again.status_code == 201, again.text

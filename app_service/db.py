@@ -153,9 +153,16 @@ def transaction(conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Conn
         conn.execute("COMMIT")
 
 
+def release() -> None:
+    """Close this request's connection now, not at teardown: a WebSocket's request lives as
+    long as the socket, and thousands of idle sockets must not hold a connection each (its
+    page cache and three descriptors)."""
+    conn = g.pop("db", None)
+    if conn is not None:
+        conn.close()
+
+
 def init_app(app: Flask) -> None:
     @app.teardown_appcontext
     def _close(_exc: BaseException | None) -> None:
-        conn = g.pop("db", None)
-        if conn is not None:
-            conn.close()
+        release()

@@ -24,7 +24,13 @@ from chatstack.metrics import registry_of
 TURN_OUTCOMES = ("complete", "stopped", "failed")
 # An upload's outcome by the status of the error that refused it (files.py, extraction.py).
 UPLOAD_OUTCOME_BY_STATUS = {400: "invalid", 413: "too_large", 415: "unsupported", 422: "unreadable"}
-UPLOAD_OUTCOMES = ("accepted", *UPLOAD_OUTCOME_BY_STATUS.values(), "failed")
+UPLOAD_OUTCOMES = (
+    "accepted",
+    *UPLOAD_OUTCOME_BY_STATUS.values(),
+    "over_quota",
+    "throttled",
+    "failed",
+)
 
 
 class UpstreamCollector(Collector):
@@ -77,7 +83,8 @@ class AppMetrics:
         )
         self.uploads = Counter(
             "chatstack_app_uploads",
-            "Uploads by outcome: accepted, invalid, too_large, unsupported, unreadable, failed.",
+            "Uploads by outcome: accepted, invalid, too_large, unsupported, unreadable, "
+            "over_quota, throttled (too many at once), failed.",
             ("outcome",),
             registry=self.registry,
         )
@@ -103,7 +110,7 @@ class AppMetrics:
         try:
             yield
         except APIError as exc:
-            self.uploads.labels(upload_outcome(exc.status)).inc()
+            self.uploads.labels(upload_outcome(exc.status, exc.code)).inc()
             raise
         except HTTPException as exc:  # werkzeug's 413 for a request over MAX_CONTENT_LENGTH
             self.uploads.labels(upload_outcome(exc.code or 500)).inc()
@@ -114,7 +121,11 @@ class AppMetrics:
         self.uploads.labels("accepted").inc()
 
 
-def upload_outcome(status: int) -> str:
+def upload_outcome(status: int, code: str | None = None) -> str:
+    if code == "quota_exceeded":
+        return "over_quota"
+    if status == 429:
+        return "throttled"
     return UPLOAD_OUTCOME_BY_STATUS.get(status, "failed")
 
 

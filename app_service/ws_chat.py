@@ -14,10 +14,13 @@ import logging
 import threading
 from typing import Any, Literal
 
+import simple_websocket.ws
 from flask import Blueprint, Flask, current_app, request
 from flask_sock import Sock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from wsproto.extensions import PerMessageDeflate
 
+from app_service import db
 from app_service.accounts import current_user, session_token, token_hash
 from app_service.chat import ChatTurn, TurnRequest
 from app_service.metrics import AppMetrics, app_metrics
@@ -75,7 +78,19 @@ FRAMES: dict[str, type[BaseModel]] = {
 }
 
 
+class _NoCompression(PerMessageDeflate):
+    """Declines permessage-deflate. Chat frames are small JSON (a delta is a few words), and
+    with compression every socket keeps a zlib compressor of ~256 KB once it has sent one
+    frame: most of an idle socket's memory, for no gain."""
+
+    def accept(self, offer: str) -> bool:
+        return False
+
+
 def init_app(app: Flask) -> None:
+    # simple_websocket offers no setting for it: its handshake builds `PerMessageDeflate()`
+    # from its module's namespace, so the declining kind goes there.
+    simple_websocket.ws.PerMessageDeflate = _NoCompression  # type: ignore[misc]
     settings: Settings = app.extensions["chatstack_settings"]
     app.config["SOCK_SERVER_OPTIONS"] = {
         "ping_interval": settings.ws_ping_seconds,  # keeps proxies from closing idle sockets
@@ -249,7 +264,9 @@ def chat_socket(ws: Any) -> None:
         metrics=metrics,
         activity=activity,
     )
-    activity.add_socket(user_id, token_hash(session_token()), chat)
+    session = token_hash(session_token())
+    db.release()  # the socket may stay open for days: it needs no connection meanwhile
+    activity.add_socket(user_id, session, chat)
     try:
         with metrics.open_websockets.track_inprogress():
             chat.serve()

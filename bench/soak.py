@@ -86,6 +86,7 @@ class SoakReport:
     config: dict[str, Any]
     turns: int = 0
     turns_complete: int = 0
+    chatters_answered_after_restarts: int = 0  # got a whole answer once the restarts were over
     turn_errors: dict[str, int] = field(default_factory=dict)  # by error code or "dropped"
     peak_streaming_turns: int = 0
     idle_sockets_open_peak: int = 0
@@ -312,6 +313,7 @@ class Soak:
         self.turns_started = 0
         self.turns_done = 0
         self.chaos_done = asyncio.Event()
+        self.answered_after_chaos: set[str] = set()
         self.handshakes = asyncio.Semaphore(config.handshakes_at_once)
 
     async def _connect(self, cookie: str) -> ClientConnection:
@@ -360,7 +362,8 @@ class Soak:
         cookie = cookie_header(session)
         ws: ClientConnection | None = None
         n = 0
-        while n < self.config.turns or not self.chaos_done.is_set():
+        attempts_after_chaos = 0
+        while not self._chatter_done(name, n, attempts_after_chaos):
             if ws is None:
                 try:
                     ws = await self._connect(cookie)
@@ -368,7 +371,12 @@ class Soak:
                     await asyncio.sleep(1.0)
                     continue
             record = TurnRecord(name, conversation_id, f"[{name} turn {n}] Who is the courier?")
+            after_chaos = self.chaos_done.is_set()
             outcome = await self._turn(ws, record, file_id)
+            if after_chaos:
+                attempts_after_chaos += 1
+                if outcome == "done":
+                    self.answered_after_chaos.add(name)
             if outcome == "busy":  # an answer of ours still streams after a reconnect
                 await asyncio.sleep(1.0)
                 continue
@@ -380,6 +388,13 @@ class Soak:
                 await asyncio.sleep(1.0)  # as a person would, before asking again
         if ws is not None:
             await ws.close()
+
+    def _chatter_done(self, name: str, turns: int, attempts_after_chaos: int) -> bool:
+        """Done after `turns` turns, the restarts, and one whole answer after them (the
+        service must be back for everyone), or too many attempts at that answer."""
+        if turns < self.config.turns or not self.chaos_done.is_set():
+            return False
+        return name in self.answered_after_chaos or attempts_after_chaos >= 30
 
     def _prepare(self, session: requests.Session) -> tuple[str, str]:
         url = self.stack.url
@@ -588,6 +603,7 @@ async def _drive(stack: SoakStack, config: SoakConfig, report: SoakReport, log: 
     report.peak_streaming_turns = soak.streaming_peak
     report.turns = len(soak.records)
     report.turns_complete = sum(1 for r in soak.records if r.ended == "done")
+    report.chatters_answered_after_restarts = len(soak.answered_after_chaos)
     for r in soak.records:
         if r.ended != "done":
             key = r.error_code or r.ended or "unknown"
@@ -608,6 +624,11 @@ def run_soak(config: SoakConfig, tmp: Path, log: Any = print) -> SoakReport:
         report.integrity = integrity(stack.db_path)
         if report.integrity != "ok":
             report.problems.append(f"PRAGMA integrity_check: {report.integrity}")
+        if report.chatters_answered_after_restarts < config.chatters:
+            report.problems.append(
+                f"only {report.chatters_answered_after_restarts} of {config.chatters} users got "
+                "a whole answer after the restarts"
+            )
         if report.idle_sockets_open_end < config.idle_sockets:
             report.problems.append(
                 f"only {report.idle_sockets_open_end} of {config.idle_sockets} idle sockets "

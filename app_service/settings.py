@@ -124,8 +124,7 @@ def _network_list(env: Mapping[str, str], name: str, default: str) -> tuple[str,
             networks.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:
             raise SettingsError(
-                f"{name} must list IP addresses or CIDR networks separated by commas, "
-                f"got {item!r}"
+                f"{name} must list IP addresses or CIDR networks separated by commas, got {item!r}"
             ) from None
     return tuple(networks)
 

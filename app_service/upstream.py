@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 # Health checks must not hang the checker for a whole generation's read timeout.
 HEALTH_READ_TIMEOUT = 10.0
+UPSTREAM_POOL_SIZE = 256
 
 
 @dataclass
@@ -78,7 +79,9 @@ class UpstreamPool:
         self.session.trust_env = False
         adapter = HTTPAdapter(
             pool_connections=max(len(self._upstreams), 1),
-            pool_maxsize=max(settings.threads, 10),
+            # Idle connections kept for reuse per model API; streams beyond it still open
+            # their own (the pool does not block), they are just not kept afterwards.
+            pool_maxsize=UPSTREAM_POOL_SIZE,
             max_retries=0,
         )
         self.session.mount("http://", adapter)

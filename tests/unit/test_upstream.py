@@ -182,7 +182,7 @@ def make_pool(*urls: str, **overrides) -> UpstreamPool:
         "upstream_connect_timeout": 1.0,
         "upstream_read_timeout": 2.0,
         "upstream_health_seconds": 0.1,
-        "threads": 8,
+        "max_connections": 64,
     }
     settings = Settings(
         data_dir=Path("/nonexistent"), model_api_urls=urls, **{**defaults, **overrides}

@@ -107,13 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = RESULTS_DIR / stamp
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = bench_tmp_dir()
-    threads = max(32, 2 * max(args.concurrency) + 8)
     started: list[EngineServers] = []
     levels: list[LevelResult] = []
     try:
         for engine in engines:
             print(f"starting the model API with ENGINE={engine} …", flush=True)
-            servers = start_engine(engine, tmp, threads)
+            servers = start_engine(engine, tmp)
             started.append(servers)
             if args.full_stack:
                 print(f"starting app service + nginx in front of {engine} …", flush=True)

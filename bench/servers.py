@@ -159,13 +159,14 @@ def wait_healthy(server: RunningServer, path: str = "/health", timeout: float = 
             time.sleep(0.5)
 
 
-def start_engine(engine: str, tmp: Path, threads: int) -> EngineServers:
-    """The model API configured as CONFIGS[engine], healthy; raises if it does not come up."""
+def start_engine(engine: str, tmp: Path) -> EngineServers:
+    """The model API configured as CONFIGS[engine], healthy; raises if it does not come up.
+    Its threads are sized by the model API itself, from its engine's queue."""
     api_key = secrets.token_urlsafe(16)
     log_dir = tmp / engine
     log_dir.mkdir(parents=True, exist_ok=True)
     env = CONFIGS[engine]
-    server = start_model_api(log_dir, **env, MODEL_API_KEY=api_key, MODEL_API_THREADS=str(threads))
+    server = start_model_api(log_dir, **env, MODEL_API_KEY=api_key)
     try:
         wait_healthy(server)
         health = requests.get(server.url + "/health", timeout=10).json()

@@ -368,20 +368,7 @@ class ChatTurn:
         assert self._previous is not None
         store.delete_message(conn, answer_id)
         previous = store.message_dict(self._previous)
-        frame: dict[str, Any]
-        if outcome["status"] == "failed":
-            code = outcome.get("code") or "upstream_failed"
-            frame = error_frame(self.request.conversation_id, outcome["error"], code)
-            frame["message"] = previous
-        else:
-            frame = {
-                "type": "done",
-                "conversation_id": self.request.conversation_id,
-                "message": previous,
-                "usage": previous["usage"],
-                "finish_reason": previous["finish_reason"],
-                "sources": previous["sources"],
-            }
+        frame = self._final_frame(previous, outcome, previous["sources"])
         frame["discarded_message_id"] = answer_id
         self._send_last(frame)
 
@@ -417,21 +404,25 @@ class ChatTurn:
                 )
             )
             return
-        message = store.message_dict(row)
+        self._send_last(self._final_frame(store.message_dict(row), outcome, sources))
+
+    def _final_frame(
+        self, message: dict[str, Any], outcome: dict[str, Any], sources: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """`error` carrying the answer for a failed turn, else `done`."""
         if outcome["status"] == "failed":
             code = outcome.get("code") or "upstream_failed"
             frame = error_frame(self.request.conversation_id, outcome["error"], code)
             frame["message"] = message
-        else:
-            frame = {
-                "type": "done",
-                "conversation_id": self.request.conversation_id,
-                "message": message,
-                "usage": message["usage"],
-                "finish_reason": message["finish_reason"],
-                "sources": sources,
-            }
-        self._send_last(frame)
+            return frame
+        return {
+            "type": "done",
+            "conversation_id": self.request.conversation_id,
+            "message": message,
+            "usage": message["usage"],
+            "finish_reason": message["finish_reason"],
+            "sources": sources,
+        }
 
     # ---- sending ----------------------------------------------------------------------
 

@@ -32,11 +32,18 @@ def http(model_api: RunningServer) -> requests.Session:
 def app_server(
     tmp_path_factory: pytest.TempPathFactory, model_api: RunningServer
 ) -> Iterator[RunningServer]:
+    yield from app_service_with(tmp_path_factory, model_api, "app_service")
+
+
+def app_service_with(
+    tmp_path_factory: pytest.TempPathFactory, model_api: RunningServer, name: str, **env: str
+) -> Iterator[RunningServer]:
+    """An app service of a module's own, with `env` on top of the shared one's settings:
+    `yield from` it in a module-scoped fixture."""
     server = start_app_service(
-        tmp_path_factory.mktemp("app_service"),
+        tmp_path_factory.mktemp(name),
         model_api.url,
-        MODEL_API_KEY=API_KEY,
-        UPSTREAM_HEALTH_SECONDS="1",
+        **{"MODEL_API_KEY": API_KEY, "UPSTREAM_HEALTH_SECONDS": "1", **env},
     )
     try:
         server.wait_healthy("/api/health")

@@ -15,26 +15,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from chatstack import __version__
 from tests.conftest import API_KEY, MODEL
 from tests.integration.chat_client import ChatClient, new_conversation
-from tests.integration.conftest import register
-from tests.servers import RunningServer, start_app_service
+from tests.integration.conftest import app_service_with, register
+from tests.servers import RunningServer
 
 
 @pytest.fixture(scope="module")
 def app(
     tmp_path_factory: pytest.TempPathFactory, model_api: RunningServer
 ) -> Iterator[RunningServer]:
-    server = start_app_service(
-        tmp_path_factory.mktemp("app_observability"),
-        model_api.url,
-        MODEL_API_KEY=API_KEY,
-        UPSTREAM_HEALTH_SECONDS="1",
-        STATUS_INTERVAL_SECONDS="1",
+    yield from app_service_with(
+        tmp_path_factory, model_api, "app_observability", STATUS_INTERVAL_SECONDS="1"
     )
-    try:
-        server.wait_healthy("/api/health")
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

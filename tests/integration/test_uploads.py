@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.integration.conftest import API_KEY, register
-from tests.servers import RunningServer, start_app_service
+from tests.integration.conftest import app_service_with, register
+from tests.servers import RunningServer
 from tests.upload_samples import make_docx, make_docx_bomb, make_pdf
 
 MiB = 1024 * 1024
@@ -347,17 +347,9 @@ QUOTA_MB = 1
 def quota_server(
     tmp_path_factory: pytest.TempPathFactory, model_api: RunningServer
 ) -> Iterator[RunningServer]:
-    server = start_app_service(
-        tmp_path_factory.mktemp("app_service_quota"),
-        model_api.url,
-        MODEL_API_KEY=API_KEY,
-        USER_STORAGE_MB=str(QUOTA_MB),
+    yield from app_service_with(
+        tmp_path_factory, model_api, "app_service_quota", USER_STORAGE_MB=str(QUOTA_MB)
     )
-    try:
-        server.wait_healthy("/api/health")
-        yield server
-    finally:
-        server.stop()
 
 
 def text_of(size: int) -> str:

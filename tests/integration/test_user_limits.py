@@ -12,8 +12,8 @@ import simple_websocket
 
 from tests.conftest import MODEL
 from tests.integration.chat_client import ChatClient, new_conversation
-from tests.integration.conftest import API_KEY, PASSWORD, register
-from tests.servers import RunningServer, start_app_service
+from tests.integration.conftest import PASSWORD, app_service_with, register
+from tests.servers import RunningServer
 
 LONG_ANSWER = "Write a very long story about a dragon who learns to cook, with many chapters."
 LIMITS = {"USER_MAX_SOCKETS": "2", "USER_MAX_ACTIVE_TURNS": "1", "USER_MAX_TOKENS": "400"}
@@ -23,18 +23,7 @@ LIMITS = {"USER_MAX_SOCKETS": "2", "USER_MAX_ACTIVE_TURNS": "1", "USER_MAX_TOKEN
 def limited_app(
     tmp_path_factory: pytest.TempPathFactory, model_api: RunningServer
 ) -> Iterator[RunningServer]:
-    server = start_app_service(
-        tmp_path_factory.mktemp("limited_app"),
-        model_api.url,
-        MODEL_API_KEY=API_KEY,
-        UPSTREAM_HEALTH_SECONDS="1",
-        **LIMITS,
-    )
-    try:
-        server.wait_healthy("/api/health")
-        yield server
-    finally:
-        server.stop()
+    yield from app_service_with(tmp_path_factory, model_api, "limited_app", **LIMITS)
 
 
 def closed_with(chat: ChatClient, timeout: float = 30) -> int | None:

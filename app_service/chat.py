@@ -344,7 +344,7 @@ class ChatTurn:
             if self.stopped.is_set():
                 outcome["status"] = "stopped"  # our own abort closed the stream
             else:
-                outcome.update(status="failed", error=exc.message, code=exc.code)
+                outcome.update(status="failed", error=exc.message)
         except Exception as exc:  # a broken stream of any kind must still be stored
             log.exception("streaming from the model API failed")
             outcome.update(status="failed", error=f"The answer could not be completed: {exc}")
@@ -410,9 +410,8 @@ class ChatTurn:
         self, message: dict[str, Any], outcome: dict[str, Any], sources: list[dict[str, Any]]
     ) -> dict[str, Any]:
         """`error` carrying the answer for a failed turn, else `done`."""
-        if outcome["status"] == "failed":
-            code = outcome.get("code") or "upstream_failed"
-            frame = error_frame(self.request.conversation_id, outcome["error"], code)
+        if outcome["status"] == "failed":  # why, in words, is the message's `error`
+            frame = error_frame(self.request.conversation_id, outcome["error"], "upstream_failed")
             frame["message"] = message
             return frame
         return {

@@ -21,6 +21,7 @@ import secrets
 import shutil
 import sqlite3
 import statistics
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -207,6 +208,25 @@ async def _drive(stack: SoakStack, config: SoakConfig, report: SoakReport, log: 
     return soak
 
 
+def run_in_own_loop(coroutine: Any) -> Any:
+    """asyncio.run on a thread of its own: the caller's thread may already run a loop (a
+    test session that drove a browser with Playwright's sync API does)."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = asyncio.run(coroutine)
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="soak-loop")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
 def run_soak(config: SoakConfig, tmp: Path, log: Any = print) -> SoakReport:
     """Start the stack in `tmp`, run the soak, check the invariants; always stops it."""
     raise_client_files_limit(config.idle_sockets + config.chatters * 4 + 1024)
@@ -215,7 +235,7 @@ def run_soak(config: SoakConfig, tmp: Path, log: Any = print) -> SoakReport:
     try:
         log("starting model API, app service and nginx")
         stack.start()
-        soak = asyncio.run(_drive(stack, config, report, log))
+        soak = run_in_own_loop(_drive(stack, config, report, log))
         report.problems = check_stored(stack, soak)
         report.integrity = integrity(stack.db_path)
         if report.integrity != "ok":

@@ -19,8 +19,10 @@ import json
 import resource
 import secrets
 import shutil
+import signal
 import sqlite3
 import statistics
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -42,7 +44,8 @@ class SoakReport:
     turns_complete: int = 0
     chatters_answered_after_restarts: int = 0  # got a whole answer once the restarts were over
     turn_errors: dict[str, int] = field(default_factory=dict)  # by error code or "dropped"
-    peak_streaming_turns: int = 0
+    peak_turns_in_flight: int = 0  # sent and not ended, through nginx and the app service
+    peak_streaming_turns: int = 0  # of those, tokens arriving
     idle_sockets_open_peak: int = 0
     idle_sockets_open_end: int = 0
     health_ms: dict[str, float] = field(default_factory=dict)
@@ -198,6 +201,7 @@ async def _drive(stack: SoakStack, config: SoakConfig, report: SoakReport, log: 
     report.ttft_ms = percentiles([r.ttft for r in soak.records if r.ttft is not None])
     report.idle_sockets_open_peak = soak.idle_peak
     report.peak_streaming_turns = soak.streaming_peak
+    report.peak_turns_in_flight = soak.in_flight_peak
     report.turns = len(soak.records)
     report.turns_complete = sum(1 for r in soak.records if r.ended == "done")
     report.chatters_answered_after_restarts = len(soak.answered_after_chaos)
@@ -219,7 +223,7 @@ def run_in_own_loop(coroutine: Any) -> Any:
         except BaseException as exc:
             result["error"] = exc
 
-    thread = threading.Thread(target=target, name="soak-loop")
+    thread = threading.Thread(target=target, name="soak-loop", daemon=True)
     thread.start()
     thread.join()
     if "error" in result:
@@ -277,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         restart_app=not args.no_restarts,
     )
     started = time.monotonic()
+    # A kill of the soak (Ctrl-C, SIGTERM) must still stop the servers it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="chatstack-soak-"))
     try:
         report = run_soak(config, tmp, log=lambda line: print(f"soak: {line}", flush=True))
@@ -301,7 +307,8 @@ def render(report: SoakReport, seconds: float) -> str:
         f"idle sockets: {report.idle_sockets_open_peak} open at peak, "
         f"{report.idle_sockets_open_end} at the end",
         f"turns: {report.turns} ({report.turns_complete} complete), "
-        f"{report.peak_streaming_turns} streaming at once at peak; not complete: "
+        f"{report.peak_turns_in_flight} in flight at once at peak, "
+        f"{report.peak_streaming_turns} of them receiving tokens; not complete: "
         f"{report.turn_errors or 'none'}",
         f"app worker RSS: {report.app_rss_mb_before:.0f} MB before the sockets, "
         f"{report.app_rss_mb_idle:.0f} MB with them ({report.kb_per_idle_socket} KB per "

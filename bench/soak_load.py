@@ -93,6 +93,10 @@ class Soak:
         self.stopping = asyncio.Event()
         self.idle_open = 0
         self.idle_peak = 0
+        # In flight: sent, not yet ended (each holds its socket and, once the model API took
+        # it, an upstream stream). Streaming: tokens arriving.
+        self.in_flight = 0
+        self.in_flight_peak = 0
         self.streaming = 0
         self.streaming_peak = 0
         self.records: list[TurnRecord] = []
@@ -171,8 +175,8 @@ class Soak:
             n += 1
             if outcome == "dropped":
                 ws = None
-            if outcome != "done":
-                await asyncio.sleep(1.0)  # as a person would, before asking again
+            if outcome != "done":  # as a person would, a few seconds before asking again
+                await asyncio.sleep(random.uniform(2.0, 4.0))
         if ws is not None:
             await ws.close()
 
@@ -204,6 +208,8 @@ class Soak:
         }
         sent = time.perf_counter()
         streaming = False
+        self.in_flight += 1
+        self.in_flight_peak = max(self.in_flight_peak, self.in_flight)
         try:
             await ws.send(json.dumps(frame))
             self.turns_started += 1
@@ -233,6 +239,7 @@ class Soak:
             record.ended = "dropped"
             return "dropped"
         finally:
+            self.in_flight -= 1
             if streaming:
                 self.streaming -= 1
 
@@ -243,11 +250,17 @@ class Soak:
                 raise TimeoutError("the soak did not reach the expected state in time")
             await asyncio.sleep(0.2)
 
+    def _busy(self, share: float) -> bool:
+        """Most chatters have a turn in flight, and answers are arriving: mid-answer."""
+        return self.in_flight >= max(1, int(self.config.chatters * share)) and self.streaming > 0
+
     async def chaos(self, prober: Prober) -> None:
         """Kill the model API mid-answer and start it again; then the app service."""
         chatters = self.config.chatters
         if self.config.restart_model_api:
-            await self.wait_for(lambda: self.streaming >= max(1, chatters // 2), 900)
+            # In the steady state first: answers have been completing for a while.
+            await self.wait_for(lambda: self.turns_done >= max(1, chatters // 2), 900)
+            await self.wait_for(lambda: self._busy(0.8), 900)
             prober.paused.set()
             assert self.stack.model_api is not None
             self.stack.model_api.kill()
@@ -258,7 +271,7 @@ class Soak:
         if self.config.restart_app:
             done = self.turns_done
             await self.wait_for(lambda: self.turns_done >= done + max(1, chatters // 2), 900)
-            await self.wait_for(lambda: self.streaming >= max(1, chatters // 4), 900)
+            await self.wait_for(lambda: self._busy(0.8), 900)
             prober.paused.set()
             assert self.stack.app is not None
             self.stack.app.kill()

@@ -88,6 +88,12 @@ MIGRATIONS: list[str] = [
         text, file_id UNINDEXED, ordinal UNINDEXED, tokenize = 'unicode61'
     );
     """,
+    # The extracted text's length, stored: a chat turn decides whether a file fits without
+    # SQLite reading the whole text to count it (length() does).
+    """
+    ALTER TABLE files ADD COLUMN chars INTEGER;
+    UPDATE files SET chars = length(text);
+    """,
 ]
 
 

@@ -32,7 +32,7 @@ bp = Blueprint("files", __name__, url_prefix="/api/files")
 
 FILE_ID = re.compile(r"^file_[0-9a-f]{32}$")
 COPY_BLOCK = 1024 * 1024
-METADATA = "id, name, kind, size, created_at, chunk_count, length(text) AS chars"
+METADATA = "id, name, kind, size, created_at, chunk_count, COALESCE(chars, length(text)) AS chars"
 
 
 def settings() -> Settings:
@@ -134,8 +134,8 @@ def index_upload(part: Path, row: tuple[Any, ...], chunks: list[str]) -> None:
         with transaction() as conn:
             conn.execute(
                 "INSERT INTO files (id, user_id, name, kind, size, sha256, text, chunk_count,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*row, len(chunks), now()),
+                " created_at, chars) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, len(chunks), now(), len(row[6])),
             )
             conn.executemany(
                 "INSERT INTO chunks (text, file_id, ordinal) VALUES (?, ?, ?)",

@@ -52,7 +52,8 @@ def files_for_user(conn: sqlite3.Connection, user_id: str, file_ids: list[str]) 
     if not ids:
         return []
     rows = conn.execute(
-        f"SELECT id, name, length(text) FROM files WHERE user_id = ? AND id IN ({_marks(ids)})",
+        f"SELECT id, name, COALESCE(chars, length(text)) FROM files "
+        f"WHERE user_id = ? AND id IN ({_marks(ids)})",
         (user_id, *ids),
     ).fetchall()
     found = {row[0]: FileInfo(row[0], row[1], int(row[2])) for row in rows}

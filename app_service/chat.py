@@ -85,8 +85,8 @@ class ChatTurn:
         self._on_finished = on_finished  # called once, when `finished` is first set
         self._abort_upstream: Callable[[], None] | None = None
         self._lock = threading.Lock()
-        # Regenerate: the answer being replaced. It stays stored until the model API sends
-        # the new one's first chunk, so a regenerate that fails first loses nothing.
+        # Regenerate: the answer being replaced. It stays stored until the new one's first
+        # text arrives, so a regenerate refused, failed or stopped before that loses nothing.
         self._previous: sqlite3.Row | None = None
 
     def stop(self) -> None:
@@ -229,7 +229,7 @@ class ChatTurn:
 
     def _answer_again(self, conn: sqlite3.Connection) -> dict[str, Any]:
         """Regenerate: the question before the last answer is asked again; that answer is
-        replaced only once a new one arrives (`_replace_previous`)."""
+        replaced only once the new one's first text arrives (`_replace_previous`)."""
         messages = store.messages_of(conn, self.request.conversation_id)
         if messages and messages[-1]["role"] == "assistant":
             if messages[-1]["status"] == "streaming":
@@ -318,12 +318,12 @@ class ChatTurn:
                 if self.stopped.is_set():
                     outcome["status"] = "stopped"
                     break
-                self._replace_previous(conn)
                 if chunk.get("usage"):
                     outcome["usage"] = chunk["usage"]
                 for choice in chunk.get("choices") or []:
                     text = (choice.get("delta") or {}).get("content") or ""
                     if text:
+                        self._replace_previous(conn)
                         parts.append(text)
                         self._send(
                             {

@@ -8,6 +8,12 @@ from typing import Any
 import requests
 import simple_websocket
 
+# A prompt that, at temperature 0, runs to the 1500-token limit on fp32 and int4 weights,
+# alone and after another turn: long enough for a test to act mid-answer.
+LONG_ANSWER = "Write a very long story about a dragon who learns to cook, with many chapters."
+LONG_TOKENS = 1500
+LONG = {"temperature": 0, "max_tokens": LONG_TOKENS}
+
 
 def ws_url(app_url: str) -> str:
     return app_url.replace("http://", "ws://", 1) + "/ws"

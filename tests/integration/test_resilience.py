@@ -13,15 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.chat_client import ChatClient, new_conversation
+from tests.integration.chat_client import LONG, LONG_ANSWER, ChatClient, new_conversation
 from tests.integration.conftest import API_KEY, register
 from tests.servers import RunningServer, free_port, start_app_service, start_model_api
-
-# Long (the 1500-token limit) alone and after another turn, on fp32 and int4 weights alike:
-# counting prompts end after 15-120 tokens in some contexts, ~2.5 s on int4 — too soon for
-# tests that act mid-answer.
-LONG_ANSWER = "Write a very long story about a dragon who learns to cook, with many chapters."
-LONG = {"temperature": 0, "max_tokens": 1500}
 
 
 class Stack:

@@ -11,12 +11,21 @@ import requests
 import simple_websocket
 
 from tests.conftest import MODEL
-from tests.integration.chat_client import ChatClient, new_conversation
+from tests.integration.chat_client import (
+    LONG,
+    LONG_ANSWER,
+    LONG_TOKENS,
+    ChatClient,
+    new_conversation,
+)
 from tests.integration.conftest import PASSWORD, app_service_with, register
 from tests.servers import RunningServer
 
-LONG_ANSWER = "Write a very long story about a dragon who learns to cook, with many chapters."
-LIMITS = {"USER_MAX_SOCKETS": "2", "USER_MAX_ACTIVE_TURNS": "1", "USER_MAX_TOKENS": "400"}
+LIMITS = {
+    "USER_MAX_SOCKETS": "2",
+    "USER_MAX_ACTIVE_TURNS": "1",
+    "USER_MAX_TOKENS": str(LONG_TOKENS),
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +57,7 @@ def start_long_turn(chat: ChatClient, cid: str) -> str:
         type="send",
         conversation_id=cid,
         content=LONG_ANSWER,
-        settings={"temperature": 0, "max_tokens": 400},
+        settings=LONG,
     )
     start, _ = chat.until("start")
     chat.until("delta")
@@ -123,13 +132,15 @@ def test_answers_longer_than_user_max_tokens_are_refused(limited_app: RunningSer
     )
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=401
+            model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=LONG_TOKENS + 1
         )
     assert refused.value.code == "max_tokens_over_limit"
-    assert "400" in refused.value.message
+    assert str(LONG_TOKENS) in refused.value.message
     chat = ChatClient(limited_app.url, user)
     cid = new_conversation(limited_app.url, user)
-    chat.send(type="send", conversation_id=cid, content="Hi", settings={"max_tokens": 401})
+    chat.send(
+        type="send", conversation_id=cid, content="Hi", settings={"max_tokens": LONG_TOKENS + 1}
+    )
     error, _ = chat.until("error")
     assert error["code"] == "max_tokens_over_limit"
     chat.close()

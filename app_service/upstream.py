@@ -31,6 +31,7 @@ from app_service.upstream_wire import (
     UNAVAILABLE,
     UpstreamError,
     busy_error,
+    closed_without_answer,
     data_field,
     describe,
     error_for_exception,
@@ -220,6 +221,7 @@ class UpstreamPool:
             headers["Content-Type"] = "application/json"
         tried: set[str] = set()
         busy: list[str] = []  # the Retry-After of each upstream that answered 429
+        stale_retried = False
         while True:
             try:
                 upstream = self._acquire(model, tried)
@@ -238,6 +240,11 @@ class UpstreamPool:
                 )
             except requests.RequestException as exc:
                 self._release(upstream)
+                if closed_without_answer(exc) and not stale_retried:
+                    # A kept-alive connection the server closed as it was reused (its idle
+                    # timeout): the server read nothing. Once, on a fresh connection.
+                    stale_retried = True
+                    continue
                 self._mark_down(upstream, exc)
                 if never_reached(exc):
                     tried.add(upstream.url)  # nothing was sent: safe to try another one

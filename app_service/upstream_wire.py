@@ -5,6 +5,7 @@ Kept apart from the pool (upstream.py), which decides where requests go.
 
 from __future__ import annotations
 
+import http.client
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -130,6 +131,25 @@ def never_reached(exc: BaseException) -> bool:
     if isinstance(exc, requests.ConnectionError):
         reason = getattr(exc.args[0], "reason", None) if exc.args else None
         return isinstance(reason, urllib3.exceptions.NewConnectionError)
+    return False
+
+
+def closed_without_answer(exc: BaseException) -> bool:
+    """True when the server closed the connection before sending any of a response: the
+    race of a kept-alive connection closed by the server's idle timeout as it was reused
+    (http.client's RemoteDisconnected, a reset or a broken pipe). Read timeouts are not."""
+    if not isinstance(exc, requests.ConnectionError) or is_read_timeout(exc):
+        return False
+    seen: BaseException | None = exc
+    for _ in range(6):  # requests → urllib3 → http.client: the cause is a few links down
+        if isinstance(seen, http.client.RemoteDisconnected | ConnectionResetError):
+            return True
+        if isinstance(seen, BrokenPipeError):
+            return True
+        inner = seen.args[-1] if seen is not None and seen.args else None
+        seen = inner if isinstance(inner, BaseException) else getattr(seen, "__context__", None)
+        if seen is None:
+            return False
     return False
 
 

@@ -26,15 +26,16 @@ _TRACE_ANSWER = """() => {
     const answers = document.querySelectorAll('[data-testid="message"][data-role="assistant"]');
     const last = answers[answers.length - 1];
     if (!last) return;
-    const content = last.querySelector('[data-testid="message-content"]');
-    const entry = [last.getAttribute('data-status'), content ? content.textContent.length : 0];
+    // The text as received, not as rendered: Markdown may hide what it has just parsed
+    // (a closing `**`), so the rendered length can dip while the text only grows.
+    const entry = [last.getAttribute('data-status'), Number(last.getAttribute('data-chars') || 0)];
     const trace = window.__answerTrace;
     const prev = trace[trace.length - 1];
     if (!prev || prev[0] !== entry[0] || prev[1] !== entry[1]) trace.push(entry);
   };
   new MutationObserver(record).observe(document.body, {
     subtree: true, childList: true, characterData: true,
-    attributes: true, attributeFilter: ['data-status'],
+    attributes: true, attributeFilter: ['data-status', 'data-chars'],
   });
   record();
 }"""

@@ -684,3 +684,39 @@ def test_a_busy_answer_without_retry_after_invents_none(fakes) -> None:
     with pytest.raises(UpstreamError) as err:
         list(make_pool(fake.url).stream_chat(CHAT))
     assert (err.value.status, err.value.headers) == (429, {})
+
+
+def test_a_connection_closed_without_an_answer_is_tried_once_more(fakes) -> None:
+    """A kept-alive connection the server closes as it is reused: the request goes again on
+    a fresh one, and the upstream stays in."""
+    fake = make_fake(fakes)
+    hang_ups = []
+
+    def hang_up_once(handler: Handler, _body: dict) -> None:
+        if not hang_ups:
+            hang_ups.append(1)
+            handler.close_connection = True
+            handler.connection.shutdown(socket.SHUT_RDWR)  # no status line, nothing
+            return
+        send_json(handler, 200, {"count": 3, "max_model_len": 99})
+
+    fake.routes["/tokenize"] = hang_up_once
+    pool = make_pool(fake.url)
+    assert pool.tokenize({"model": "m", "prompt": "x"})["count"] == 3
+    assert [path for path, _h, _b in fake.seen].count("/tokenize") == 2
+    assert pool.status()[0]["healthy"] is True
+
+
+def test_a_connection_closed_without_an_answer_twice_is_an_error(fakes) -> None:
+    fake = make_fake(fakes)
+
+    def hang_up(handler: Handler, _body: dict) -> None:
+        handler.close_connection = True
+        handler.connection.shutdown(socket.SHUT_RDWR)
+
+    fake.routes["/tokenize"] = hang_up
+    pool = make_pool(fake.url)
+    with pytest.raises(UpstreamError) as failed:
+        pool.tokenize({"model": "m", "prompt": "x"})
+    assert failed.value.status == 502
+    assert [path for path, _h, _b in fake.seen].count("/tokenize") == 2  # not more

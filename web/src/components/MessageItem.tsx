@@ -35,6 +35,7 @@ export function MessageItem({ message, canRegenerate, onRegenerate }: Props) {
       data-role={role}
       data-status={status}
       data-id={message.id}
+      data-chars={message.content.length}
       aria-busy={streaming || undefined}
     >
       <div className="message-inner">

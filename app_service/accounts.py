@@ -210,10 +210,11 @@ def login() -> Response:
 
 @bp.post("/logout")
 def logout() -> Response:
-    user = session_user(session_token())
+    token = session_token()
+    user = session_user(token)
     response = end_session(Response(status=204))
     if user is not None:  # this session's open chat sockets end with it
-        user_activity().end_sockets(user["id"], session=token_hash(session_token()))
+        user_activity().end_sockets(user["id"], session=token_hash(token))
     return response
 
 

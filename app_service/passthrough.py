@@ -8,7 +8,7 @@ for byte as they arrive, and a client that leaves closes the upstream stream.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -84,9 +84,8 @@ def forward(path: str, body: dict[str, Any]) -> Response:
     body = bound_request(body, ceiling())
     user_id = g.api_user["id"]
     activity = user_activity()
-    activity.start_turn(user_id)
     if body.get("stream") is not True:
-        with activity_ends(user_id), pool().open(path, body, stream=False) as reply:
+        with activity.turn(user_id), pool().open(path, body, stream=False) as reply:
             if reply.status_code != 200:
                 raise error_from_response(reply)
             return Response(
@@ -94,6 +93,7 @@ def forward(path: str, body: dict[str, Any]) -> Response:
                 status=200,
                 content_type=reply.headers.get("Content-Type", "application/json"),
             )
+    activity.start_turn(user_id)
     upstream = ExitStack()
     upstream.callback(activity.end_turn, user_id)
     try:
@@ -108,14 +108,6 @@ def forward(path: str, body: dict[str, Any]) -> Response:
     # A response closed before its first chunk never runs the generator's `finally`.
     response.call_on_close(upstream.close)
     return response
-
-
-@contextmanager
-def activity_ends(user_id: str) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        user_activity().end_turn(user_id)
 
 
 def relay(reply: Any, upstream: ExitStack) -> Iterator[bytes]:

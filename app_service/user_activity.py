@@ -81,11 +81,6 @@ class UserActivity:
             user.sockets = [e for e in user.sockets if e.socket is not socket]
             self._forget_if_idle(user_id, user)
 
-    def sockets_of(self, user_id: str) -> int:
-        with self._lock:
-            user = self._users.get(user_id)
-            return len(user.sockets) if user else 0
-
     def end_sockets(self, user_id: str, *, session: str | None = None) -> int:
         """Close the user's sockets — only those of `session` when given (a logout), else
         all of them (a password change). Returns how many were closed."""
@@ -130,11 +125,6 @@ class UserActivity:
             yield
         finally:
             self.end_turn(user_id)
-
-    def active_turns(self, user_id: str) -> int:
-        with self._lock:
-            user = self._users.get(user_id)
-            return user.active_turns if user else 0
 
     def _forget_if_idle(self, user_id: str, user: _User) -> None:
         if not user.sockets and not user.active_turns:

@@ -195,14 +195,7 @@ class ChatSocket:
             return
         if self.turn is not None and not self.turn.finished.is_set():
             raise APIError(409, "An answer is still being generated; stop it first.", code="busy")
-        if not self.activity.try_start_turn(self.user_id):
-            limit = self.activity.max_active_turns
-            raise APIError(
-                429,
-                f"You already have {limit} answers being generated in other tabs or programs, "
-                "the most one account may have at once. Wait for one to finish or stop it.",
-                code="too_many_active_turns",
-            )
+        self.activity.start_turn(self.user_id)  # too_many_active_turns past the limit
         overrides = frame.settings.model_dump(exclude_none=True) if frame.settings else {}
         if isinstance(frame, SendFrame):
             request_ = TurnRequest(

@@ -256,26 +256,23 @@ class Soak:
 
     async def chaos(self, prober: Prober) -> None:
         """Kill the model API mid-answer and start it again; then the app service."""
-        chatters = self.config.chatters
         if self.config.restart_model_api:
-            # In the steady state first: answers have been completing for a while.
-            await self.wait_for(lambda: self.turns_done >= max(1, chatters // 2), 900)
-            await self.wait_for(lambda: self._busy(0.8), 900)
-            prober.paused.set()
-            assert self.stack.model_api is not None
-            self.stack.model_api.kill()
-            await asyncio.sleep(2)
-            await asyncio.to_thread(self.stack.start_model_api)
+            await self._crash_mid_answer(prober, "model_api", self.stack.start_model_api)
             await asyncio.sleep(2)  # the app service's health check brings it back
-            prober.paused.clear()
         if self.config.restart_app:
-            done = self.turns_done
-            await self.wait_for(lambda: self.turns_done >= done + max(1, chatters // 2), 900)
-            await self.wait_for(lambda: self._busy(0.8), 900)
-            prober.paused.set()
-            assert self.stack.app is not None
-            self.stack.app.kill()
-            await asyncio.sleep(1)
-            await asyncio.to_thread(self.stack.start_app)
-            prober.paused.clear()
+            await self._crash_mid_answer(prober, "app", self.stack.start_app)
         self.chaos_done.set()
+
+    async def _crash_mid_answer(self, prober: Prober, name: str, start: Any) -> None:
+        """Once more answers have completed and most users have a turn in flight, SIGKILL
+        the stack's `name` server and start it again; the prober pauses meanwhile."""
+        wanted = self.turns_done + max(1, self.config.chatters // 2)
+        await self.wait_for(lambda: self.turns_done >= wanted, 900)
+        await self.wait_for(lambda: self._busy(0.8), 900)
+        prober.paused.set()
+        server = getattr(self.stack, name)
+        assert server is not None
+        server.kill()
+        await asyncio.sleep(1)
+        await asyncio.to_thread(start)
+        prober.paused.clear()

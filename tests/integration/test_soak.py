@@ -6,12 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from bench.soak import SoakConfig, run_soak
-from tests.integration.nginx_server import nginx_available
-
-pytestmark = pytest.mark.skipif(not nginx_available(), reason="needs nginx (make system-deps)")
 
 
 def test_nothing_is_lost_under_load_across_a_model_api_restart(tmp_path: Path) -> None:

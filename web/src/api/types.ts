@@ -90,13 +90,18 @@ export interface Health {
   };
 }
 
-/** Frames the server sends over /ws (docs/protocol.md). */
+/** Frames the server sends over /ws (docs/protocol.md). Every frame of every turn of the
+ * account reaches every socket of the account. The fields are exactly those the app
+ * service's frame models send (tests/unit/test_frames.py compares them); `?` marks a field
+ * that is absent unless set. */
 export type ServerFrame =
   | { type: 'ready' }
   | { type: 'pong' }
-  | { type: 'user_message'; conversation_id: string; message: Message; conversation: Conversation }
-  | { type: 'start'; conversation_id: string; message: Message }
-  | { type: 'delta'; conversation_id: string; message_id: string; content: string }
+  | { type: 'user_message'; conversation_id: string; message: Message; conversation: Conversation; request_id: string }
+  | { type: 'start'; conversation_id: string; message: Message; request_id: string }
+  | { type: 'delta'; conversation_id: string; message_id: string; seq: number; content: string }
+  | { type: 'resume'; conversation_id: string; message: Message | null; seq: number; request_id: string }
+  | { type: 'idle'; conversation_id: string }
   | {
       type: 'done';
       conversation_id: string;
@@ -104,23 +109,29 @@ export type ServerFrame =
       usage: Message['usage'];
       finish_reason: string | null;
       sources: Source[];
-      /** A regenerate that ended before its new answer began: drop that answer. */
+      request_id: string;
       discarded_message_id?: string;
     }
   | {
       type: 'error';
-      conversation_id?: string | null;
+      conversation_id: string | null;
       error: string;
       code: string | null;
       message: Message | null;
+      request_id?: string;
       discarded_message_id?: string;
     };
 
+/** Per-turn overrides of the conversation's settings (`settings` on send, regenerate, continue). */
+export type TurnSettings = Partial<ConversationSettings>;
+
 /** Frames the browser sends over /ws. */
 export type ClientFrame =
-  | { type: 'send'; conversation_id: string; content: string; file_ids?: string[] }
-  | { type: 'regenerate'; conversation_id: string }
-  | { type: 'stop' }
+  | { type: 'send'; conversation_id: string; content: string; file_ids?: string[]; settings?: TurnSettings }
+  | { type: 'regenerate'; conversation_id: string; settings?: TurnSettings }
+  | { type: 'continue'; conversation_id: string; settings?: TurnSettings }
+  | { type: 'stop'; conversation_id?: string }
+  | { type: 'resume'; conversation_id: string }
   | { type: 'ping' };
 
 /** GET /api/admin/status: the app service, and each model server with its recent history. */

@@ -61,6 +61,7 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
         open={sidebarOpen}
         conversations={chat.state.conversations}
         currentId={page === 'chat' ? chat.state.currentId : null}
+        isGenerating={(id) => id in chat.state.turns}
         search={chat.search}
         user={auth.user}
         theme={theme}

@@ -16,11 +16,12 @@ const SUGGESTIONS = [
 /** The selected conversation: header, messages, composer; files dropped anywhere here are attached. */
 export function ChatView({ onToggleSidebar }: { onToggleSidebar: () => void }) {
   const chat = useChat();
-  const { state, current } = chat;
+  const { state, current, currentTurn } = chat;
   const uploads = useUploads();
   const [dragging, setDragging] = useState(false);
   const [settingsOpen, setSettingsOpen] = useState(false);
-  const generating = state.turn !== null;
+  // Only this conversation's own answer blocks its composer; others may generate meanwhile.
+  const generating = currentTurn !== null;
 
   const send = async (text: string) => {
     if (uploads.items.some((u) => u.state === 'error')) {
@@ -115,13 +116,19 @@ export function ChatView({ onToggleSidebar }: { onToggleSidebar: () => void }) {
           </div>
         </div>
       ) : (
-        <MessageList messages={state.messages} loading={state.loading} busy={generating} onRegenerate={chat.regenerate} />
+        <MessageList
+          messages={state.messages}
+          loading={state.loading}
+          busy={generating}
+          onRegenerate={chat.regenerate}
+          onContinue={chat.continueAnswer}
+        />
       )}
 
       <div className="composer-wrap">
         <Composer
           generating={generating}
-          stopping={state.turn?.stopping}
+          stopping={currentTurn?.stopping}
           uploads={uploads.items}
           onSend={send}
           onStop={chat.stop}

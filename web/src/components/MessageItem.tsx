@@ -1,6 +1,6 @@
 import type { Message, Source } from '../api/types';
 import { CopyButton } from './CopyButton';
-import { FileIcon, RefreshIcon } from './icons';
+import { ContinueIcon, FileIcon, RefreshIcon } from './icons';
 import { Markdown } from './Markdown';
 import { closeOpenMarkup } from './streamingMarkdown';
 
@@ -9,6 +9,16 @@ interface Props {
   /** Show "Regenerate" under this answer (the last one, with nothing streaming). */
   canRegenerate: boolean;
   onRegenerate: () => void;
+  /** Show "Continue" under this answer (the last one, with nothing streaming, and `canContinue`). */
+  canContinue?: boolean;
+  onContinue?: () => void;
+}
+
+/** An answer the server can go on with (docs/protocol.md, "Continue"): it has text and
+ * ended by its length limit, was stopped, or failed. */
+export function canContinue(message: Message): boolean {
+  if (message.role !== 'assistant' || !message.content) return false;
+  return message.finish_reason === 'length' || message.status === 'stopped' || message.status === 'failed';
 }
 
 /** The files an answer used, one entry per file name with how much of it was used. */
@@ -23,7 +33,7 @@ export function groupSources(sources: Source[]): { name: string; whole: boolean;
   return [...byName.values()];
 }
 
-export function MessageItem({ message, canRegenerate, onRegenerate }: Props) {
+export function MessageItem({ message, canRegenerate, onRegenerate, canContinue: showContinue, onContinue }: Props) {
   const { role, status } = message;
   const isUser = role === 'user';
   const streaming = status === 'streaming';
@@ -99,6 +109,19 @@ export function MessageItem({ message, canRegenerate, onRegenerate }: Props) {
                 <button type="button" className="ghost-btn small" data-testid="regenerate" onClick={onRegenerate}>
                   <RefreshIcon />
                   <span>Regenerate</span>
+                </button>
+              ) : null}
+              {showContinue && onContinue ? (
+                <button
+                  type="button"
+                  className="ghost-btn small"
+                  data-testid="continue"
+                  aria-label="Continue"
+                  title="Continue this answer where it ended"
+                  onClick={onContinue}
+                >
+                  <ContinueIcon />
+                  <span>Continue</span>
                 </button>
               ) : null}
             </div>

@@ -1,6 +1,6 @@
 import { useEffect, useRef } from 'react';
 import type { Message } from '../api/types';
-import { MessageItem } from './MessageItem';
+import { canContinue, MessageItem } from './MessageItem';
 import { RefreshIcon } from './icons';
 
 interface Props {
@@ -8,10 +8,11 @@ interface Props {
   loading: boolean;
   busy: boolean;
   onRegenerate: () => void;
+  onContinue: () => void;
 }
 
 /** The selected conversation's messages; keeps the newest in view while the reader is at the bottom. */
-export function MessageList({ messages, loading, busy, onRegenerate }: Props) {
+export function MessageList({ messages, loading, busy, onRegenerate, onContinue }: Props) {
   const ref = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
 
@@ -36,14 +37,19 @@ export function MessageList({ messages, loading, busy, onRegenerate }: Props) {
       }}
     >
       {loading ? <div className="list-note">Loading…</div> : null}
-      {messages.map((m, i) => (
-        <MessageItem
-          key={m.id}
-          message={m}
-          canRegenerate={!busy && i === messages.length - 1 && m.role === 'assistant'}
-          onRegenerate={onRegenerate}
-        />
-      ))}
+      {messages.map((m, i) => {
+        const lastAnswer = !busy && i === messages.length - 1 && m.role === 'assistant';
+        return (
+          <MessageItem
+            key={m.id}
+            message={m}
+            canRegenerate={lastAnswer}
+            onRegenerate={onRegenerate}
+            canContinue={lastAnswer && canContinue(m)}
+            onContinue={onContinue}
+          />
+        );
+      })}
       {unanswered ? (
         <div className="message-inner retry-row">
           <span>This message has no answer yet.</span>

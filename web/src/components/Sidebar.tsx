@@ -14,6 +14,8 @@ interface Props {
   open: boolean;
   conversations: Conversation[];
   currentId: string | null;
+  /** Whether an answer is generating in that conversation (in any tab). */
+  isGenerating: (id: string) => boolean;
   search: string;
   user: User | null;
   theme: Theme;
@@ -135,6 +137,15 @@ export function Sidebar(props: Props) {
                     {c.title}
                   </button>
                 )}
+                {props.isGenerating(c.id) && editing !== c.id ? (
+                  <span
+                    className="conversation-generating"
+                    data-testid="conversation-generating"
+                    role="img"
+                    aria-label="Answer in progress"
+                    title="Answer in progress"
+                  />
+                ) : null}
                 {showActions && editing !== c.id ? (
                   <span className="item-actions">
                     <button

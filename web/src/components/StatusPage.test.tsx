@@ -290,6 +290,7 @@ describe('Sidebar status entry', () => {
         open
         conversations={[]}
         currentId={null}
+        isGenerating={() => false}
         search=""
         user={u}
         theme="light"

@@ -99,6 +99,11 @@ export const RefreshIcon = () => (
     <path d="M21 12a9 9 0 1 1-2.6-6.4M21 3v6h-6" />
   </Icon>
 );
+export const ContinueIcon = () => (
+  <Icon width="15" height="15">
+    <path d="M5 12h11M12 6l6 6-6 6" />
+  </Icon>
+);
 export const FileIcon = () => (
   <Icon width="14" height="14">
     <path d="M14 2H6a2 2 0 0 0-2 2v16a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V8z" />

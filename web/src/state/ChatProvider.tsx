@@ -3,15 +3,18 @@ import { createContext, useCallback, useContext, useEffect, useMemo, useReducer,
 import * as rest from '../api/rest';
 import { ChatSocket, CLOSE_SESSION_ENDED, defaultSocketUrl, type SocketStatus } from '../api/socket';
 import type { Attachment, Conversation, ConversationSettings, ServerFrame } from '../api/types';
-import { chatReducer, initialChatState, nextToastId, type ChatState } from './chatReducer';
+import { chatReducer, initialChatState, nextToastId, type ChatState, type Turn } from './chatReducer';
 
 export interface ChatActions {
   select: (id: string | null) => void;
   newChat: () => Promise<void>;
   setSearch: (q: string) => void;
   send: (content: string, attachments: Attachment[]) => Promise<boolean>;
+  /** Stop the open conversation's answer. */
   stop: () => void;
   regenerate: () => void;
+  /** Go on with the open conversation's last answer where it ended. */
+  continueAnswer: () => void;
   rename: (id: string, title: string) => Promise<boolean>;
   remove: (id: string) => Promise<boolean>;
   saveSettings: (id: string, settings: Partial<ConversationSettings>) => Promise<boolean>;
@@ -24,6 +27,8 @@ export interface ChatActions {
 export interface ChatValue extends ChatActions {
   state: ChatState;
   current: Conversation | null;
+  /** The open conversation's answer in progress (it blocks the composer), if any. */
+  currentTurn: Turn | null;
   search: string;
   /** Why the server ended this tab's socket, while it stays ended. */
   endedReason: string | null;
@@ -93,11 +98,20 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
     [fail, notify],
   );
 
+  // Conversations asked with `resume` because their last message was still `streaming`
+  // when loaded: an `idle` answer means it ended meanwhile, so fetch it once more.
+  const refetchOnIdle = useRef(new Set<string>());
+
   // The socket lives as long as the signed-in app.
   useEffect(() => {
     let wasDropped = false;
     const socket = makeSocket({
-      onFrame: (frame) => dispatch({ type: 'frame', frame }),
+      onFrame: (frame) => {
+        dispatch({ type: 'frame', frame });
+        if (frame.type === 'idle' && refetchOnIdle.current.delete(frame.conversation_id)) {
+          if (frame.conversation_id === stateRef.current.currentId) void loadConversation(frame.conversation_id);
+        }
+      },
       onStatus: (status) => {
         dispatch({ type: 'socket/status', status });
         if (status === 'reconnecting') {
@@ -157,6 +171,44 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
     }
   }, [state.currentId]);
 
+  // A missed delta: the `resume` answer carries the whole text so far.
+  const gapResumed = useRef(new Set<string>());
+  useEffect(() => {
+    const asked = gapResumed.current;
+    if (state.socketStatus !== 'open') {
+      asked.clear();
+      return;
+    }
+    for (const id of [...asked]) if (!state.turns[id]?.gap) asked.delete(id);
+    for (const [id, turn] of Object.entries(state.turns)) {
+      if (turn.gap && !asked.has(id) && socketRef.current?.send({ type: 'resume', conversation_id: id })) asked.add(id);
+    }
+  }, [state.turns, state.socketStatus]);
+
+  // The open conversation's answer is stored as `streaming` but no turn is known for it (it
+  // was loaded before the socket said so, or it ended unseen): ask once per message. The
+  // short wait lets the `resume` frames that follow `ready` arrive first.
+  const staleResumed = useRef(new Set<string>());
+  useEffect(() => {
+    const unresumed = (s: ChatState) => {
+      const last = s.messages[s.messages.length - 1];
+      if (!s.currentId || s.loading || s.socketStatus !== 'open' || s.turns[s.currentId]) return null;
+      if (last?.role !== 'assistant' || last.status !== 'streaming' || staleResumed.current.has(last.id)) return null;
+      return { conversationId: s.currentId, messageId: last.id };
+    };
+    const candidate = unresumed(stateRef.current);
+    if (!candidate) return;
+    const timer = setTimeout(() => {
+      const now = unresumed(stateRef.current);
+      if (!now || now.messageId !== candidate.messageId) return;
+      staleResumed.current.add(now.messageId);
+      if (socketRef.current?.send({ type: 'resume', conversation_id: now.conversationId })) {
+        refetchOnIdle.current.add(now.conversationId);
+      }
+    }, 300);
+    return () => clearTimeout(timer);
+  }, [state.currentId, state.loading, state.messages, state.turns, state.socketStatus]);
+
   const select = useCallback(
     (id: string | null) => {
       dispatch({ type: 'conversation/select', id });
@@ -209,7 +261,8 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
   const send = useCallback(
     async (content: string, attachments: Attachment[]) => {
       const socket = socketRef.current;
-      if (stateRef.current.turn) {
+      const busyHere = (id: string | null) => !!id && !!stateRef.current.turns[id];
+      if (busyHere(stateRef.current.currentId)) {
         notify('Wait for the current answer to finish, or stop it.');
         return false;
       }
@@ -221,7 +274,10 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
         ? await creating.current
         : (stateRef.current.currentId ?? (await createConversation()));
       if (!id) return false;
-      dispatch({ type: 'turn/send', conversationId: id, content, attachments });
+      if (busyHere(id)) {
+        notify('Wait for the current answer to finish, or stop it.');
+        return false;
+      }
       const ok = socket.send({
         type: 'send',
         conversation_id: id,
@@ -229,29 +285,40 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
         ...(attachments.length ? { file_ids: attachments.map((a) => a.id) } : {}),
       });
       if (!ok) {
-        dispatch({ type: 'socket/status', status: 'reconnecting' });
         notify('The connection dropped before the message was sent. Try again.');
+        return false;
       }
-      return ok;
+      dispatch({ type: 'turn/send', conversationId: id, content, attachments });
+      return true;
     },
     [createConversation, notify],
   );
 
   const stop = useCallback(() => {
-    if (!stateRef.current.turn) return;
-    socketRef.current?.send({ type: 'stop' });
-    dispatch({ type: 'turn/stop' });
-  }, []);
-
-  const regenerate = useCallback(() => {
-    const s = stateRef.current;
-    if (!s.currentId || s.turn) return;
-    if (!socketRef.current?.send({ type: 'regenerate', conversation_id: s.currentId })) {
+    const id = stateRef.current.currentId;
+    if (!id || !stateRef.current.turns[id]) return;
+    if (!socketRef.current?.send({ type: 'stop', conversation_id: id })) {
       notify('Not connected to the server. Try again in a moment.');
       return;
     }
-    dispatch({ type: 'turn/regenerate', conversationId: s.currentId });
+    dispatch({ type: 'turn/stop', conversationId: id });
   }, [notify]);
+
+  /** A regenerate or continue of the open conversation, unless it is generating already. */
+  const startTurn = useCallback(
+    (type: 'regenerate' | 'continue') => {
+      const id = stateRef.current.currentId;
+      if (!id || stateRef.current.turns[id]) return;
+      if (!socketRef.current?.send({ type, conversation_id: id })) {
+        notify('Not connected to the server. Try again in a moment.');
+        return;
+      }
+      dispatch({ type: type === 'regenerate' ? 'turn/regenerate' : 'turn/continue', conversationId: id });
+    },
+    [notify],
+  );
+  const regenerate = useCallback(() => startTurn('regenerate'), [startTurn]);
+  const continueAnswer = useCallback(() => startTurn('continue'), [startTurn]);
 
   const remove = useCallback(
     async (id: string) => {
@@ -291,11 +358,13 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
   const reconnect = useCallback(() => socketRef.current?.connect(), []);
 
   const current = state.current;
+  const currentTurn = (state.currentId && state.turns[state.currentId]) || null;
 
   const value = useMemo<ChatValue>(
     () => ({
       state,
       current,
+      currentTurn,
       search,
       select,
       newChat,
@@ -303,6 +372,7 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
       send,
       stop,
       regenerate,
+      continueAnswer,
       rename,
       remove,
       saveSettings,
@@ -314,6 +384,7 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
     [
       state,
       current,
+      currentTurn,
       search,
       select,
       newChat,
@@ -321,6 +392,7 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
       send,
       stop,
       regenerate,
+      continueAnswer,
       rename,
       remove,
       saveSettings,

@@ -47,9 +47,20 @@ function streaming(): ChatState {
     conversation_id: 'conv_a',
     message: msg({ id: 'msg_u', role: 'user', content: 'Hi', attachments: [{ id: 'file_1', name: 'a.pdf' }] }),
     conversation: conv('conv_a', 20, 'Hi'),
+    request_id: 'req.1',
   });
-  return frame(s, { type: 'start', conversation_id: 'conv_a', message: msg({ id: 'msg_a', status: 'streaming' }) });
+  return frame(s, { type: 'start', conversation_id: 'conv_a', message: msg({ id: 'msg_a', status: 'streaming' }), request_id: 'req.1' });
 }
+
+const delta = (seq: number, content: string, conversation_id = 'conv_a', message_id = 'msg_a'): ServerFrame => ({
+  type: 'delta',
+  conversation_id,
+  message_id,
+  seq,
+  content,
+});
+
+const answerOf = (s: ChatState, id = 'msg_a') => s.messages.find((m) => m.id === id);
 
 describe('chatReducer', () => {
   it('keeps conversations newest first', () => {
@@ -63,36 +74,226 @@ describe('chatReducer', () => {
     let s = opened();
     s = chatReducer(s, { type: 'turn/send', conversationId: 'conv_a', content: 'Hi', attachments: [] });
     expect(s.messages.map((m) => m.id)).toEqual([PENDING_ID]);
-    expect(s.turn).toEqual({ conversationId: 'conv_a', messageId: null, stopping: false });
+    expect(s.turns.conv_a).toEqual({ messageId: null, seq: 0, content: '', stopping: false, local: true });
     s = frame(s, {
       type: 'user_message',
       conversation_id: 'conv_a',
       message: msg({ id: 'msg_u', role: 'user', content: 'Hi' }),
       conversation: conv('conv_a', 20, 'Hi'),
+      request_id: 'req.1',
     });
     expect(s.messages.map((m) => m.id)).toEqual(['msg_u']);
     expect(s.current?.title).toBe('Hi');
+    expect(s.turns.conv_a).toMatchObject({ messageId: null, requestId: 'req.1', local: true });
   });
 
-  it('appends delta frames to the streaming answer', () => {
+  it("appends another tab's user message and marks its turn", () => {
+    let s = frame(opened(), {
+      type: 'user_message',
+      conversation_id: 'conv_a',
+      message: msg({ id: 'msg_u', role: 'user', content: 'From the phone' }),
+      conversation: conv('conv_a', 20, 'From the phone'),
+      request_id: 'other.1',
+    });
+    expect(s.messages.map((m) => m.id)).toEqual(['msg_u']);
+    expect(s.turns.conv_a).toEqual({ messageId: null, requestId: 'other.1', seq: 0, content: '', stopping: false });
+    s = frame(s, { type: 'start', conversation_id: 'conv_a', message: msg({ id: 'msg_a', status: 'streaming' }), request_id: 'other.1' });
+    expect(s.messages.map((m) => m.id)).toEqual(['msg_u', 'msg_a']);
+  });
+
+  it('appends delta frames in sequence to the turn and the open answer', () => {
     let s = streaming();
-    expect(s.turn?.messageId).toBe('msg_a');
-    s = frame(s, { type: 'delta', conversation_id: 'conv_a', message_id: 'msg_a', content: 'Hel' });
-    s = frame(s, { type: 'delta', conversation_id: 'conv_a', message_id: 'msg_a', content: 'lo' });
-    const answer = s.messages.find((m) => m.id === 'msg_a');
-    expect(answer?.content).toBe('Hello');
-    expect(answer?.status).toBe('streaming');
+    expect(s.turns.conv_a).toMatchObject({ messageId: 'msg_a', requestId: 'req.1', seq: 0, content: '' });
+    s = frame(s, delta(1, 'Hel'));
+    s = frame(s, delta(2, 'lo'));
+    expect(answerOf(s)?.content).toBe('Hello');
+    expect(answerOf(s)?.status).toBe('streaming');
+    expect(s.turns.conv_a).toMatchObject({ seq: 2, content: 'Hello' });
+    expect(s.turns.conv_a.gap).toBeUndefined();
   });
 
-  it('ignores deltas of another conversation', () => {
+  it('ignores a repeated delta', () => {
+    let s = frame(frame(streaming(), delta(1, 'Hel')), delta(2, 'lo'));
+    const again = frame(s, delta(2, 'lo'));
+    expect(again).toBe(s);
+    s = frame(again, delta(1, 'Hel'));
+    expect(answerOf(s)?.content).toBe('Hello');
+    expect(s.turns.conv_a.seq).toBe(2);
+  });
+
+  it('flags a gap on a missed delta and applies nothing until resumed', () => {
+    let s = frame(streaming(), delta(1, 'Hel'));
+    s = frame(s, delta(3, ' there'));
+    expect(s.turns.conv_a).toMatchObject({ gap: true, seq: 1, content: 'Hel' });
+    expect(answerOf(s)?.content).toBe('Hel');
+    s = frame(s, delta(4, '!'));
+    expect(answerOf(s)?.content).toBe('Hel');
+    // The resume answer carries the whole text; the deltas go on from its seq + 1.
+    s = frame(s, {
+      type: 'resume',
+      conversation_id: 'conv_a',
+      message: msg({ id: 'msg_a', status: 'streaming', content: 'Hello there!' }),
+      seq: 4,
+      request_id: 'req.1',
+    });
+    expect(s.turns.conv_a).toMatchObject({ seq: 4, content: 'Hello there!' });
+    expect(s.turns.conv_a.gap).toBeUndefined();
+    s = frame(frame(s, delta(4, '!')), delta(5, ' Bye.'));
+    expect(answerOf(s)?.content).toBe('Hello there! Bye.');
+  });
+
+  it('flags a gap for a delta of an answer it never saw begin', () => {
+    const s = frame(opened(), delta(7, 'x', 'conv_b', 'msg_b'));
+    expect(s.turns.conv_b).toMatchObject({ messageId: 'msg_b', gap: true });
+  });
+
+  it('resumes an answer after ready: the text so far, then the deltas that follow', () => {
+    let s = frame(opened(), { type: 'ready' });
+    s = frame(s, {
+      type: 'resume',
+      conversation_id: 'conv_a',
+      message: msg({ id: 'msg_a', status: 'streaming', content: 'Once upon' }),
+      seq: 3,
+      request_id: 'req.1',
+    });
+    expect(s.turns.conv_a).toEqual({ messageId: 'msg_a', requestId: 'req.1', seq: 3, content: 'Once upon', stopping: false });
+    expect(s.messages.map((m) => m.content)).toEqual(['Once upon']);
+    s = frame(s, delta(3, ' upon'));
+    s = frame(s, delta(4, ' a time'));
+    expect(answerOf(s)?.content).toBe('Once upon a time');
+  });
+
+  it('replaces the stale copy of a resumed answer', () => {
+    let s = chatReducer(opened(), {
+      type: 'conversation/loaded',
+      conversation: {
+        ...conv('conv_a', 10),
+        messages: [msg({ id: 'msg_u', role: 'user' }), msg({ id: 'msg_a', status: 'streaming', content: 'Once' })],
+      },
+    });
+    s = frame(s, {
+      type: 'resume',
+      conversation_id: 'conv_a',
+      message: msg({ id: 'msg_a', status: 'streaming', content: 'Once upon a' }),
+      seq: 5,
+      request_id: 'req.1',
+    });
+    expect(s.messages.map((m) => [m.id, m.content])).toEqual([
+      ['msg_u', ''],
+      ['msg_a', 'Once upon a'],
+    ]);
+  });
+
+  it('keeps a resumed turn that has not begun its answer, and lets start fill it', () => {
+    let s = frame(opened(), { type: 'resume', conversation_id: 'conv_a', message: null, seq: 0, request_id: 'req.1' });
+    expect(s.turns.conv_a).toMatchObject({ messageId: null, seq: 0 });
+    expect(s.messages).toHaveLength(0);
+    s = frame(s, { type: 'start', conversation_id: 'conv_a', message: msg({ id: 'msg_a', status: 'streaming' }), request_id: 'req.1' });
+    s = frame(s, delta(1, 'Hi'));
+    expect(answerOf(s)?.content).toBe('Hi');
+  });
+
+  it('clears the turns on ready: the server announces them again', () => {
+    let s = frame(streaming(), delta(1, 'Hel'));
+    s = chatReducer(s, { type: 'socket/status', status: 'reconnecting' });
+    s = chatReducer(s, { type: 'socket/status', status: 'open' });
+    s = frame(s, { type: 'ready' });
+    expect(s.turns).toEqual({});
+  });
+
+  it('keeps the turns and the streaming answer when the socket drops', () => {
+    const before = frame(streaming(), delta(1, 'Hel'));
+    const s = chatReducer(before, { type: 'socket/status', status: 'reconnecting' });
+    expect(s.socketStatus).toBe('reconnecting');
+    expect(s.turns).toBe(before.turns);
+    expect(answerOf(s)).toMatchObject({ status: 'streaming', content: 'Hel' });
+  });
+
+  it('follows two answers in two conversations at once', () => {
+    let s = frame(streaming(), delta(1, 'A1'));
+    s = frame(s, { type: 'start', conversation_id: 'conv_b', message: msg({ id: 'msg_b', conversation_id: 'conv_b', status: 'streaming' }), request_id: 'other.1' });
+    s = frame(s, delta(1, 'B1', 'conv_b', 'msg_b'));
+    s = frame(s, delta(2, 'A2'));
+    s = frame(s, delta(2, 'B2', 'conv_b', 'msg_b'));
+    expect(Object.keys(s.turns).sort()).toEqual(['conv_a', 'conv_b']);
+    expect(s.turns.conv_a).toMatchObject({ seq: 2, content: 'A1A2' });
+    expect(s.turns.conv_b).toMatchObject({ seq: 2, content: 'B1B2' });
+    // Only the open conversation's messages are shown.
+    expect(s.messages.map((m) => m.id)).toEqual(['msg_u', 'msg_a']);
+    expect(answerOf(s)?.content).toBe('A1A2');
+    s = frame(s, {
+      type: 'done',
+      conversation_id: 'conv_b',
+      message: msg({ id: 'msg_b', conversation_id: 'conv_b', content: 'B1B2', status: 'complete' }),
+      usage: null,
+      finish_reason: 'stop',
+      sources: [],
+      request_id: 'other.1',
+    });
+    expect(Object.keys(s.turns)).toEqual(['conv_a']);
+    expect(s.messages.map((m) => m.id)).toEqual(['msg_u', 'msg_a']);
+  });
+
+  it('shows the live text of a conversation opened mid-answer', () => {
+    let s = frame(streaming(), { type: 'start', conversation_id: 'conv_b', message: msg({ id: 'msg_b', conversation_id: 'conv_b', status: 'streaming' }), request_id: 'r.2' });
+    s = frame(s, delta(1, 'Live ', 'conv_b', 'msg_b'));
+    s = frame(s, delta(2, 'text', 'conv_b', 'msg_b'));
+    s = chatReducer(s, { type: 'conversation/select', id: 'conv_b' });
+    // The stored copy is saved about once a second: it lags behind the live text.
+    s = chatReducer(s, {
+      type: 'conversation/loaded',
+      conversation: {
+        ...conv('conv_b', 5),
+        messages: [
+          msg({ id: 'msg_ub', conversation_id: 'conv_b', role: 'user', content: 'Q' }),
+          msg({ id: 'msg_b', conversation_id: 'conv_b', status: 'streaming', content: 'Live' }),
+        ],
+      },
+    });
+    expect(answerOf(s, 'msg_b')).toMatchObject({ content: 'Live text', status: 'streaming' });
+    s = frame(s, delta(3, '!', 'conv_b', 'msg_b'));
+    expect(answerOf(s, 'msg_b')?.content).toBe('Live text!');
+  });
+
+  it('lets a delta that arrives while the conversation loads wait for the overlay', () => {
+    let s = frame(streaming(), { type: 'start', conversation_id: 'conv_b', message: msg({ id: 'msg_b', conversation_id: 'conv_b', status: 'streaming' }), request_id: 'r.2' });
+    s = chatReducer(s, { type: 'conversation/select', id: 'conv_b' });
+    s = frame(s, delta(1, 'Early', 'conv_b', 'msg_b'));
+    expect(s.turns.conv_b).toMatchObject({ seq: 1, content: 'Early' });
+    expect(s.turns.conv_b.gap).toBeUndefined();
+    s = chatReducer(s, {
+      type: 'conversation/loaded',
+      conversation: { ...conv('conv_b', 5), messages: [msg({ id: 'msg_b', conversation_id: 'conv_b', status: 'streaming' })] },
+    });
+    expect(answerOf(s, 'msg_b')?.content).toBe('Early');
+  });
+
+  it('continues an existing answer: start carries its text, the deltas append to it', () => {
+    let s = chatReducer(opened(), {
+      type: 'conversation/loaded',
+      conversation: {
+        ...conv('conv_a', 10),
+        messages: [msg({ id: 'msg_u', role: 'user' }), msg({ id: 'msg_a', status: 'stopped', content: 'Once upon' })],
+      },
+    });
+    s = chatReducer(s, { type: 'turn/continue', conversationId: 'conv_a' });
+    expect(s.turns.conv_a).toMatchObject({ messageId: null, local: true });
+    expect(answerOf(s)?.status).toBe('stopped');
+    s = frame(s, { type: 'start', conversation_id: 'conv_a', message: msg({ id: 'msg_a', status: 'streaming', content: 'Once upon' }), request_id: 'req.2' });
+    expect(s.turns.conv_a).toMatchObject({ messageId: 'msg_a', seq: 0, content: 'Once upon' });
+    s = frame(s, delta(1, ' a time'));
+    expect(s.messages.map((m) => m.id)).toEqual(['msg_u', 'msg_a']);
+    expect(answerOf(s)).toMatchObject({ content: 'Once upon a time', status: 'streaming' });
+  });
+
+  it('ignores deltas of another conversation for the open one', () => {
     const s = streaming();
-    const s2 = frame(s, { type: 'delta', conversation_id: 'conv_b', message_id: 'msg_a', content: 'x' });
+    const s2 = frame(s, delta(1, 'x', 'conv_b', 'msg_b'));
     expect(s2.messages).toBe(s.messages);
   });
 
   it('finalizes on done with the stored message and its sources', () => {
-    let s = streaming();
-    s = frame(s, { type: 'delta', conversation_id: 'conv_a', message_id: 'msg_a', content: 'Hel' });
+    let s = frame(streaming(), delta(1, 'Hel'));
     s = frame(s, {
       type: 'done',
       conversation_id: 'conv_a',
@@ -100,17 +301,20 @@ describe('chatReducer', () => {
       usage: null,
       finish_reason: 'stop',
       sources: [{ file_id: 'file_1', file_name: 'a.pdf', ordinal: null }],
+      request_id: 'req.1',
     });
-    const answer = s.messages.find((m) => m.id === 'msg_a');
-    expect(answer?.status).toBe('complete');
-    expect(answer?.content).toBe('Hello.');
-    expect(answer?.sources).toHaveLength(1);
-    expect(s.turn).toBeNull();
+    expect(answerOf(s)?.status).toBe('complete');
+    expect(answerOf(s)?.content).toBe('Hello.');
+    expect(answerOf(s)?.sources).toHaveLength(1);
+    expect(s.turns).toEqual({});
   });
 
   it('marks stop as requested, then stopped on done', () => {
-    let s = chatReducer(streaming(), { type: 'turn/stop' });
-    expect(s.turn?.stopping).toBe(true);
+    let s = chatReducer(streaming(), { type: 'turn/stop', conversationId: 'conv_a' });
+    expect(s.turns.conv_a.stopping).toBe(true);
+    // A stop already asked stays asked when frames re-announce the turn.
+    s = frame(s, { type: 'resume', conversation_id: 'conv_a', message: msg({ id: 'msg_a', status: 'streaming' }), seq: 0, request_id: 'req.1' });
+    expect(s.turns.conv_a.stopping).toBe(true);
     s = frame(s, {
       type: 'done',
       conversation_id: 'conv_a',
@@ -118,9 +322,10 @@ describe('chatReducer', () => {
       usage: null,
       finish_reason: null,
       sources: [],
+      request_id: 'req.1',
     });
-    expect(s.messages.find((m) => m.id === 'msg_a')?.status).toBe('stopped');
-    expect(s.turn).toBeNull();
+    expect(answerOf(s)?.status).toBe('stopped');
+    expect(s.turns).toEqual({});
   });
 
   it('finalizes a failed answer from an error frame without a toast', () => {
@@ -130,29 +335,53 @@ describe('chatReducer', () => {
       error: 'The model API died.',
       code: 'upstream_failed',
       message: msg({ id: 'msg_a', status: 'failed', content: 'Hel', error: 'The model API died.' }),
+      request_id: 'req.1',
     });
-    const answer = s.messages.find((m) => m.id === 'msg_a');
-    expect(answer?.status).toBe('failed');
-    expect(answer?.error).toBe('The model API died.');
-    expect(s.turn).toBeNull();
+    expect(answerOf(s)?.status).toBe('failed');
+    expect(answerOf(s)?.error).toBe('The model API died.');
+    expect(s.turns).toEqual({});
     expect(s.toasts).toHaveLength(0);
+  });
+
+  it('toasts why a continue was refused, even with the failed answer sent back', () => {
+    const s = frame(chatReducer(opened(), { type: 'turn/continue', conversationId: 'conv_a' }), {
+      type: 'error',
+      conversation_id: 'conv_a',
+      error: 'This model cannot continue an answer.',
+      code: 'continue_unsupported',
+      message: msg({ id: 'msg_a', status: 'failed', content: 'Hel' }),
+      request_id: 'req.2',
+    });
+    expect(s.turns).toEqual({});
+    expect(s.toasts.map((t) => t.text)).toEqual(['This model cannot continue an answer.']);
   });
 
   it('turns an error without a message into a toast and takes back the unsent message', () => {
     let s = chatReducer(opened(), { type: 'turn/send', conversationId: 'conv_a', content: 'Hi', attachments: [] });
     s = frame(s, { type: 'error', conversation_id: 'conv_a', error: 'No such file.', code: 'file_not_found', message: null });
     expect(s.messages).toHaveLength(0);
-    expect(s.turn).toBeNull();
+    expect(s.turns).toEqual({});
     expect(s.toasts.map((t) => t.text)).toEqual(['No such file.']);
   });
 
-  it('keeps the streaming turn on a busy error', () => {
-    const s = frame(streaming(), { type: 'error', conversation_id: 'conv_a', error: 'Busy.', code: 'busy', message: null });
-    expect(s.turn?.messageId).toBe('msg_a');
+  it("does not toast another tab's failed turn in a conversation this tab does not show", () => {
+    let s = frame(opened(), { type: 'start', conversation_id: 'conv_b', message: msg({ id: 'msg_b', conversation_id: 'conv_b', status: 'streaming' }), request_id: 'other.1' });
+    s = frame(s, { type: 'error', conversation_id: 'conv_b', error: 'Too long.', code: 'context_length_exceeded', message: null, request_id: 'other.1' });
+    expect(s.turns).toEqual({});
+    expect(s.toasts).toHaveLength(0);
+  });
+
+  it('keeps the streaming turn on a busy error and takes back the refused message', () => {
+    // Another tab's answer is generating here; this tab's send crossed its start.
+    let s = chatReducer(opened(), { type: 'turn/send', conversationId: 'conv_a', content: 'Me too', attachments: [] });
+    s = frame(s, { type: 'start', conversation_id: 'conv_a', message: msg({ id: 'msg_a', status: 'streaming' }), request_id: 'other.1' });
+    s = frame(s, { type: 'error', conversation_id: 'conv_a', error: 'Busy.', code: 'busy', message: null });
+    expect(s.turns.conv_a?.messageId).toBe('msg_a');
+    expect(s.messages.map((m) => m.id)).toEqual(['msg_a']);
     expect(s.toasts).toHaveLength(1);
   });
 
-  it('drops the last answer locally on regenerate', () => {
+  it('keeps the last answer on regenerate until the new one starts, then replaces it', () => {
     let s = streaming();
     s = frame(s, {
       type: 'done',
@@ -161,43 +390,68 @@ describe('chatReducer', () => {
       usage: null,
       finish_reason: 'stop',
       sources: [],
+      request_id: 'req.1',
     });
     s = chatReducer(s, { type: 'turn/regenerate', conversationId: 'conv_a' });
-    expect(s.messages.map((m) => m.id)).toEqual(['msg_u']);
-    expect(s.turn?.messageId).toBeNull();
+    expect(s.messages.map((m) => m.id)).toEqual(['msg_u', 'msg_a']);
+    expect(s.turns.conv_a?.messageId).toBeNull();
+    const busy = frame(s, { type: 'error', conversation_id: 'conv_a', error: 'Busy.', code: 'busy', message: null });
+    expect(busy.messages.map((m) => m.id)).toEqual(['msg_u', 'msg_a']);
+    s = frame(s, { type: 'start', conversation_id: 'conv_a', message: msg({ id: 'msg_new', status: 'streaming' }), request_id: 'req.2' });
+    expect(s.messages.map((m) => m.id)).toEqual(['msg_u', 'msg_new']);
   });
 
   it('shows the previous answer again when a regenerate fails before the new one began', () => {
     let s = streaming();
     const previous = msg({ id: 'msg_a', content: 'Hello.', status: 'complete' });
-    s = frame(s, { type: 'done', conversation_id: 'conv_a', message: previous, usage: null, finish_reason: 'stop', sources: [] });
+    s = frame(s, { type: 'done', conversation_id: 'conv_a', message: previous, usage: null, finish_reason: 'stop', sources: [], request_id: 'req.1' });
     s = chatReducer(s, { type: 'turn/regenerate', conversationId: 'conv_a' });
-    s = frame(s, { type: 'start', conversation_id: 'conv_a', message: msg({ id: 'msg_new', status: 'streaming' }) });
+    s = frame(s, { type: 'start', conversation_id: 'conv_a', message: msg({ id: 'msg_new', status: 'streaming' }), request_id: 'req.2' });
     s = frame(s, {
       type: 'error',
       conversation_id: 'conv_a',
       error: 'The model is busy.',
-      code: 'model_busy',
+      code: 'upstream_failed',
       message: previous,
+      request_id: 'req.2',
       discarded_message_id: 'msg_new',
     });
     expect(s.messages.map((m) => m.id)).toEqual(['msg_u', 'msg_a']);
     expect(s.messages[1].content).toBe('Hello.');
-    expect(s.turn).toBeNull();
+    expect(s.turns).toEqual({});
     expect(s.toasts.map((t) => t.text)).toEqual(['The model is busy.']);
   });
 
-  it('ends the turn when the socket drops mid-answer', () => {
-    const s = chatReducer(streaming(), { type: 'socket/status', status: 'reconnecting' });
-    expect(s.turn).toBeNull();
-    expect(s.socketStatus).toBe('reconnecting');
-    expect(s.messages.find((m) => m.id === 'msg_a')?.status).toBe('stopped');
+  it('shows the previous answer again when a regenerate is stopped before the new one began', () => {
+    let s = streaming();
+    const previous = msg({ id: 'msg_a', content: 'Hello.', status: 'complete' });
+    s = frame(s, { type: 'done', conversation_id: 'conv_a', message: previous, usage: null, finish_reason: 'stop', sources: [], request_id: 'req.1' });
+    s = chatReducer(s, { type: 'turn/regenerate', conversationId: 'conv_a' });
+    s = frame(s, { type: 'start', conversation_id: 'conv_a', message: msg({ id: 'msg_new', status: 'streaming' }), request_id: 'req.2' });
+    s = frame(s, {
+      type: 'done',
+      conversation_id: 'conv_a',
+      message: previous,
+      usage: null,
+      finish_reason: null,
+      sources: [],
+      request_id: 'req.2',
+      discarded_message_id: 'msg_new',
+    });
+    expect(s.messages.map((m) => m.id)).toEqual(['msg_u', 'msg_a']);
+    expect(s.turns).toEqual({});
+  });
+
+  it('forgets a turn on idle', () => {
+    const s = frame(streaming(), { type: 'idle', conversation_id: 'conv_a' });
+    expect(s.turns).toEqual({});
   });
 
   it('clears the selection when the open conversation is deleted', () => {
-    const s = chatReducer(opened(), { type: 'conversation/remove', id: 'conv_a' });
+    const s = chatReducer(streaming(), { type: 'conversation/remove', id: 'conv_a' });
     expect(s.currentId).toBeNull();
     expect(s.current).toBeNull();
+    expect(s.turns).toEqual({});
     expect(s.conversations.map((c) => c.id)).toEqual(['conv_b']);
   });
 });

@@ -1,18 +1,23 @@
 /** The chat state and how every event changes it: a pure reducer, tested without a browser. */
 import type { Attachment, Conversation, ConversationWithMessages, Message, ServerFrame } from '../api/types';
 import type { SocketStatus } from '../api/socket';
+import {
+  announcedTurn,
+  applyDelta,
+  overlayTurn,
+  requestedTurn,
+  userMessageTurn,
+  withoutTurn,
+  withTurn,
+  type Turns,
+} from './turns';
+
+export type { Turn, Turns } from './turns';
 
 export interface Toast {
   id: number;
   text: string;
   kind: 'error' | 'info';
-}
-
-/** The turn in flight on the socket: waiting for `start` (messageId null), then streaming. */
-export interface Turn {
-  conversationId: string;
-  messageId: string | null;
-  stopping: boolean;
 }
 
 export interface ChatState {
@@ -22,7 +27,8 @@ export interface ChatState {
   current: Conversation | null;
   messages: Message[];
   loading: boolean;
-  turn: Turn | null;
+  /** The account's answers in progress, by conversation id (any tab's). */
+  turns: Turns;
   socketStatus: SocketStatus;
   toasts: Toast[];
 }
@@ -33,7 +39,7 @@ export const initialChatState: ChatState = {
   current: null,
   messages: [],
   loading: false,
-  turn: null,
+  turns: {},
   socketStatus: 'connecting',
   toasts: [],
 };
@@ -48,7 +54,8 @@ export type ChatAction =
   | { type: 'conversation/remove'; id: string }
   | { type: 'turn/send'; conversationId: string; content: string; attachments: Attachment[] }
   | { type: 'turn/regenerate'; conversationId: string }
-  | { type: 'turn/stop' }
+  | { type: 'turn/continue'; conversationId: string }
+  | { type: 'turn/stop'; conversationId: string }
   | { type: 'frame'; frame: ServerFrame }
   | { type: 'socket/status'; status: SocketStatus }
   | { type: 'toast/add'; toast: Toast }
@@ -88,6 +95,23 @@ function putMessage(messages: Message[], msg: Message, replaceId?: string): Mess
   return next;
 }
 
+/** Put an answer in place: over the message with its id, else over the last answer (a
+ * regenerate's new answer replaces the previous one), else after the last message. */
+function placeAnswer(messages: Message[], msg: Message): Message[] {
+  if (messages.some((m) => m.id === msg.id)) return putMessage(messages, msg);
+  const last = messages[messages.length - 1];
+  if (last?.role === 'assistant') return putMessage(messages, msg, last.id);
+  return [...messages, msg];
+}
+
+/** This tab's message shown while its `send` is on the way, taken back when it is refused. */
+function withoutPending(messages: Message[]): Message[] {
+  return messages.some((m) => m.id === PENDING_ID) ? messages.filter((m) => m.id !== PENDING_ID) : messages;
+}
+
+/** A failed answer shows its error in its badge; why a continue was refused does not. */
+const TOAST_EVEN_WITH_FAILED_MESSAGE = new Set(['nothing_to_continue', 'continue_unsupported']);
+
 function localUserMessage(conversationId: string, content: string, attachments: Attachment[]): Message {
   return {
     id: PENDING_ID,
@@ -107,57 +131,85 @@ function localUserMessage(conversationId: string, content: string, attachments: 
 function applyFrame(state: ChatState, frame: ServerFrame): ChatState {
   const isCurrent = (id: string | null | undefined) => !!id && id === state.currentId;
   switch (frame.type) {
+    case 'ready':
+      // The server announces every answer still generating with a `resume` right after.
+      return Object.keys(state.turns).length ? { ...state, turns: {} } : state;
     case 'user_message': {
-      const conversations = frame.conversation
-        ? upsertConversation(state.conversations, frame.conversation)
-        : state.conversations;
-      if (!isCurrent(frame.conversation_id)) return { ...state, conversations };
+      const cid = frame.conversation_id;
+      const conversations = upsertConversation(state.conversations, frame.conversation);
+      const turns = withTurn(state.turns, cid, userMessageTurn(state.turns[cid], frame.request_id));
+      if (!isCurrent(cid)) return { ...state, conversations, turns };
+      // This tab's own message replaces the one shown while sending; another tab's is appended.
       const messages = putMessage(state.messages, frame.message, PENDING_ID);
-      const current = frame.conversation ? withoutMessages(frame.conversation) : state.current;
-      return { ...state, conversations, messages, current };
+      return { ...state, conversations, turns, messages, current: withoutMessages(frame.conversation) };
     }
-    case 'start': {
-      const turn: Turn = {
-        conversationId: frame.conversation_id,
-        messageId: frame.message.id,
-        stopping: state.turn?.stopping ?? false,
-      };
-      const messages = isCurrent(frame.conversation_id) ? putMessage(state.messages, frame.message) : state.messages;
-      return { ...state, turn, messages };
+    case 'start':
+    case 'resume': {
+      const cid = frame.conversation_id;
+      const seq = frame.type === 'resume' ? frame.seq : 0;
+      const turns = withTurn(state.turns, cid, announcedTurn(state.turns[cid], frame.message, seq, frame.request_id));
+      const messages =
+        frame.message && isCurrent(cid) ? placeAnswer(state.messages, frame.message) : state.messages;
+      return { ...state, turns, messages };
     }
     case 'delta': {
-      if (!isCurrent(frame.conversation_id)) return state;
-      const messages = state.messages.map((m) =>
-        m.id === frame.message_id ? { ...m, content: m.content + frame.content } : m,
-      );
-      return { ...state, messages };
+      const cid = frame.conversation_id;
+      const outcome = applyDelta(state.turns[cid], frame.message_id, frame.seq, frame.content);
+      if (outcome.kind === 'duplicate') return state;
+      if (outcome.kind === 'gap') return { ...state, turns: withTurn(state.turns, cid, outcome.turn) };
+      const turn = outcome.turn;
+      // A conversation still loading gets the live text laid over it once it arrives.
+      if (!isCurrent(cid) || state.loading) return { ...state, turns: withTurn(state.turns, cid, turn) };
+      // The open conversation lacks the message (loaded before it began): have it resumed.
+      if (!state.messages.some((m) => m.id === frame.message_id)) {
+        return { ...state, turns: withTurn(state.turns, cid, { ...state.turns[cid], gap: true }) };
+      }
+      const messages = state.messages.map((m) => (m.id === frame.message_id ? { ...m, content: turn.content } : m));
+      return { ...state, turns: withTurn(state.turns, cid, turn), messages };
     }
+    case 'idle':
+      return { ...state, turns: withoutTurn(state.turns, frame.conversation_id) };
     case 'done': {
+      const cid = frame.conversation_id;
       const message: Message = { ...frame.message, sources: frame.sources ?? frame.message.sources ?? [] };
       const kept = withoutDiscarded(state.messages, frame.discarded_message_id);
-      const messages = isCurrent(frame.conversation_id) ? putMessage(kept, message) : kept;
-      const turn = state.turn?.conversationId === frame.conversation_id ? null : state.turn;
-      const conversations = touchConversation(state.conversations, frame.conversation_id, Date.now() / 1000);
-      return { ...state, messages, turn, conversations };
+      const messages = isCurrent(cid) ? placeAnswer(kept, message) : kept;
+      const conversations = touchConversation(state.conversations, cid, Date.now() / 1000);
+      return { ...state, messages, turns: withoutTurn(state.turns, cid), conversations };
     }
     case 'error': {
-      // `busy` means another turn is still streaming: that turn goes on.
-      const endsTurn = frame.code !== 'busy';
-      let messages = withoutDiscarded(state.messages, frame.discarded_message_id);
-      if (frame.message && isCurrent(frame.message.conversation_id)) messages = putMessage(messages, frame.message);
-      // The user message never got stored: take back the one shown while waiting.
-      if (endsTurn) messages = messages.filter((m) => m.id !== PENDING_ID);
-      // A failed answer shows its error in its badge; anything else becomes a toast (an
-      // answer sent back unchanged, after a regenerate that failed, included).
+      const cid = frame.conversation_id;
+      const turn = cid ? state.turns[cid] : undefined;
+      // Toast what this tab asked for, or what concerns the conversation it shows; another
+      // tab shows its own.
+      const concernsThisTab = !frame.request_id || isCurrent(cid) || !!turn?.local;
+      const showsInBadge =
+        frame.message?.status === 'failed' && !TOAST_EVEN_WITH_FAILED_MESSAGE.has(frame.code ?? '');
       const toasts =
-        frame.message?.status === 'failed'
-          ? state.toasts
-        : [...state.toasts, { id: nextToastId(), text: frame.error || 'Something went wrong.', kind: 'error' as const }];
-      return { ...state, messages, toasts, turn: endsTurn ? null : state.turn };
+        concernsThisTab && !showsInBadge
+          ? [...state.toasts, { id: nextToastId(), text: frame.error || 'Something went wrong.', kind: 'error' as const }]
+          : state.toasts;
+      const pendingHere = !cid || isCurrent(cid);
+      if (frame.code === 'busy') {
+        // Another answer generates there (from any tab): it goes on; only this send is refused.
+        return { ...state, toasts, messages: pendingHere ? withoutPending(state.messages) : state.messages };
+      }
+      let messages = withoutDiscarded(state.messages, frame.discarded_message_id);
+      if (frame.message && isCurrent(frame.message.conversation_id)) messages = placeAnswer(messages, frame.message);
+      // The user message never got stored: take back the one shown while waiting.
+      if (pendingHere) messages = withoutPending(messages);
+      return { ...state, messages, toasts, turns: cid ? withoutTurn(state.turns, cid) : withoutRequested(state.turns) };
     }
     default:
       return state;
   }
+}
+
+/** An error that names no conversation answers a frame of this tab: the turns it asked for
+ * and the server never announced end with it. */
+function withoutRequested(turns: Turns): Turns {
+  const entries = Object.entries(turns).filter(([, t]) => !(t.local && !t.requestId));
+  return entries.length === Object.keys(turns).length ? turns : Object.fromEntries(entries);
 }
 
 let toastCounter = 0;
@@ -180,11 +232,12 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
         loading: action.id !== null,
       };
     case 'conversation/loaded': {
-      if (action.conversation.id !== state.currentId) return state;
+      const { conversation } = action;
+      if (conversation.id !== state.currentId) return state;
       return {
         ...state,
-        current: withoutMessages(action.conversation),
-        messages: action.conversation.messages,
+        current: withoutMessages(conversation),
+        messages: overlayTurn(conversation.messages, state.turns[conversation.id]),
         loading: false,
       };
     }
@@ -195,39 +248,34 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
     }
     case 'conversation/remove': {
       const conversations = state.conversations.filter((c) => c.id !== action.id);
-      if (state.currentId !== action.id) return { ...state, conversations };
-      return { ...state, conversations, currentId: null, current: null, messages: [], loading: false };
+      // Deleting a conversation stops its answer.
+      const turns = withoutTurn(state.turns, action.id);
+      if (state.currentId !== action.id) return { ...state, conversations, turns };
+      return { ...state, conversations, turns, currentId: null, current: null, messages: [], loading: false };
     }
     case 'turn/send': {
-      const messages = isSame(state.currentId, action.conversationId)
-        ? [...state.messages, localUserMessage(action.conversationId, action.content, action.attachments)]
+      const cid = action.conversationId;
+      const messages = isSame(state.currentId, cid)
+        ? [...state.messages, localUserMessage(cid, action.content, action.attachments)]
         : state.messages;
-      return { ...state, messages, turn: { conversationId: action.conversationId, messageId: null, stopping: false } };
+      return { ...state, messages, turns: withTurn(state.turns, cid, requestedTurn(state.turns[cid])) };
     }
-    case 'turn/regenerate': {
-      let messages = state.messages;
-      const last = messages[messages.length - 1];
-      if (isSame(state.currentId, action.conversationId) && last?.role === 'assistant') {
-        messages = messages.slice(0, -1);
-      }
-      return { ...state, messages, turn: { conversationId: action.conversationId, messageId: null, stopping: false } };
+    // The answer shown stays until the new one starts (a `busy` or a refusal keeps it).
+    case 'turn/regenerate':
+    case 'turn/continue': {
+      const cid = action.conversationId;
+      return { ...state, turns: withTurn(state.turns, cid, requestedTurn(state.turns[cid])) };
     }
-    case 'turn/stop':
-      return state.turn ? { ...state, turn: { ...state.turn, stopping: true } } : state;
+    case 'turn/stop': {
+      const turn = state.turns[action.conversationId];
+      return turn ? { ...state, turns: withTurn(state.turns, action.conversationId, { ...turn, stopping: true }) } : state;
+    }
     case 'frame':
       return applyFrame(state, action.frame);
-    case 'socket/status': {
-      if (action.status === state.socketStatus) return state;
-      // A dropped socket ends the turn: the server stores the answer as stopped.
-      if (action.status !== 'open' && state.turn) {
-        const { messageId } = state.turn;
-        const messages = state.messages
-          .filter((m) => m.id !== PENDING_ID)
-          .map((m) => (m.id === messageId && m.status === 'streaming' ? { ...m, status: 'stopped' as const } : m));
-        return { ...state, socketStatus: action.status, turn: null, messages };
-      }
-      return { ...state, socketStatus: action.status };
-    }
+    case 'socket/status':
+      // A dropped socket stops nothing (the server keeps generating): the turns stay until
+      // the next `ready`, which has them announced again.
+      return action.status === state.socketStatus ? state : { ...state, socketStatus: action.status };
     case 'toast/add':
       return { ...state, toasts: [...state.toasts, action.toast].slice(-4) };
     case 'toast/dismiss':

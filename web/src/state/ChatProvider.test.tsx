@@ -206,6 +206,34 @@ describe('ChatProvider', () => {
     expect(sentOf(ws, 'send')).toHaveLength(1);
   });
 
+  it('keeps the answer through a drop and refetches once the new socket is ready', async () => {
+    const ws = await mount(stored([]));
+    act(() => {
+      ws.frame({ type: 'start', conversation_id: 'conv_a', message: msg({ status: 'streaming' }), request_id: 'r.1' });
+    });
+    act(() => {
+      ws.readyState = 3;
+      ws.onclose?.(new CloseEvent('close', { code: 1006 }));
+    });
+    expect(chat.state.socketStatus).toBe('reconnecting');
+    expect(chat.currentTurn?.messageId).toBe('msg_a');
+    const lists = vi.mocked(rest.listConversations).mock.calls.length;
+    const loads = vi.mocked(rest.getConversation).mock.calls.length;
+    await act(async () => {
+      await vi.advanceTimersByTimeAsync(1000);
+    });
+    const again = FakeWebSocket.last!;
+    expect(again).not.toBe(ws);
+    act(() => again.open());
+    await flush();
+    expect(vi.mocked(rest.getConversation).mock.calls.length).toBe(loads);
+    act(() => again.frame({ type: 'ready' }));
+    await flush();
+    expect(vi.mocked(rest.listConversations).mock.calls.length).toBe(lists + 1);
+    expect(vi.mocked(rest.getConversation).mock.calls.length).toBe(loads + 1);
+    expect(chat.currentTurn).toBeNull(); // not resumed after `ready`: it ended meanwhile
+  });
+
   it('sends continue for the open conversation', async () => {
     const ws = await mount(stored([msg({ status: 'stopped', content: 'Once' })]));
     act(() => chat.continueAnswer());

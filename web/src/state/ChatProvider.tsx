@@ -108,6 +108,13 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
     const socket = makeSocket({
       onFrame: (frame) => {
         dispatch({ type: 'frame', frame });
+        if (frame.type === 'ready' && wasDropped) {
+          // Back after a drop: what ended meanwhile is only in the stored copies.
+          wasDropped = false;
+          void loadList();
+          const id = stateRef.current.currentId;
+          if (id) void loadConversation(id);
+        }
         if (frame.type === 'idle' && refetchOnIdle.current.delete(frame.conversation_id)) {
           if (frame.conversation_id === stateRef.current.currentId) void loadConversation(frame.conversation_id);
         }
@@ -125,12 +132,6 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
           );
         }
         if (status === 'open') setEndedReason(null);
-        if (status === 'open' && wasDropped) {
-          wasDropped = false;
-          void loadList();
-          const id = stateRef.current.currentId;
-          if (id) void loadConversation(id);
-        }
       },
       onEnded: (code, reason) => {
         wasDropped = true;

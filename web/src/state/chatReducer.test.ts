@@ -255,6 +255,26 @@ describe('chatReducer', () => {
     expect(answerOf(s, 'msg_b')?.content).toBe('Live text!');
   });
 
+  it("leaves out a regenerate's previous answer from a copy loaded before the new one's text", () => {
+    let s = frame(opened(), { type: 'start', conversation_id: 'conv_a', message: msg({ id: 'msg_new', status: 'streaming' }), request_id: 'r.2' });
+    s = frame(s, delta(1, 'New', 'conv_a', 'msg_new'));
+    s = chatReducer(s, {
+      type: 'conversation/loaded',
+      conversation: {
+        ...conv('conv_a', 10),
+        messages: [
+          msg({ id: 'msg_u', role: 'user' }),
+          msg({ id: 'msg_old', content: 'Old answer.' }),
+          msg({ id: 'msg_new', status: 'streaming' }),
+        ],
+      },
+    });
+    expect(s.messages.map((m) => [m.id, m.content])).toEqual([
+      ['msg_u', ''],
+      ['msg_new', 'New'],
+    ]);
+  });
+
   it('lets a delta that arrives while the conversation loads wait for the overlay', () => {
     let s = frame(streaming(), { type: 'start', conversation_id: 'conv_b', message: msg({ id: 'msg_b', conversation_id: 'conv_b', status: 'streaming' }), request_id: 'r.2' });
     s = chatReducer(s, { type: 'conversation/select', id: 'conv_b' });

@@ -81,12 +81,17 @@ export function applyDelta(turn: Turn | undefined, messageId: string, seq: numbe
 }
 
 /** The stored copy of a conversation (saved about once a second) with the live text of its
- * answer in progress laid over it. */
+ * answer in progress laid over it. A regenerate's previous answer, stored until the new one's
+ * first text, is left out: the new one replaces it. */
 export function overlayTurn(messages: Message[], turn: Turn | undefined): Message[] {
-  if (!turn?.messageId || turn.gap) return messages;
-  return messages.map((m) =>
-    m.id === turn.messageId && m.content.length <= turn.content.length
-      ? { ...m, content: turn.content, status: 'streaming' as const }
-      : m,
-  );
+  if (!turn?.messageId) return messages;
+  const i = messages.findIndex((m) => m.id === turn.messageId);
+  if (i < 0) return messages;
+  const live = messages[i];
+  const next = messages.slice();
+  if (!turn.gap && live.content.length <= turn.content.length) {
+    next[i] = { ...live, content: turn.content, status: 'streaming' };
+  }
+  if (i === messages.length - 1 && i > 0 && messages[i - 1].role === 'assistant') next.splice(i - 1, 1);
+  return next;
 }

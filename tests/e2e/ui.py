@@ -185,3 +185,32 @@ class Tab:
         self.by("file-input").set_input_files(
             [{"name": name, "mimeType": mime, "buffer": data} for name, mime, data in files]
         )
+
+    # ---- more tabs of one session ----------------------------------------------------------
+
+    def same_session_tab(self) -> Tab:
+        """Another page in this tab's browser context: the same session cookie, as a second
+        tab of the same browser. Its console is watched; the caller checks `console.errors`."""
+        page = self.page.context.new_page()
+        console = ConsoleWatch()
+        console.attach(page)
+        return Tab(page, console, self.site, self._screenshots)
+
+    def answer_chars(self, message_id: str) -> int:
+        """The received text length (data-chars) of the message with that id; -1 if absent."""
+        return self.page.evaluate(_ANSWER_CHARS, message_id)
+
+    def wait_chars_above(
+        self, message_id: str, chars: int, timeout: float = ANSWER_TIMEOUT_MS
+    ) -> int:
+        """Wait until the message with that id has received more than `chars` characters."""
+        self.page.wait_for_function(
+            f"([id, n]) => ({_ANSWER_CHARS})(id) > n", arg=[message_id, chars], timeout=timeout
+        )
+        return self.answer_chars(message_id)
+
+
+_ANSWER_CHARS = """(id) => {
+  const el = document.querySelector(`[data-testid="message"][data-id="${id}"]`);
+  return el ? Number(el.getAttribute('data-chars') || 0) : -1;
+}"""

@@ -103,7 +103,7 @@ class SequenceOutput:
     def __init__(self, handle: GenerationHandle, tokenizer: object, eos_ids: frozenset[int]):
         self.handle = handle
         self.eos_ids = eos_ids
-        self.detokenizer = IncrementalDetokenizer(tokenizer)
+        self.detokenizer = IncrementalDetokenizer(tokenizer, handle.prompt_ids)
         self.stops = StopMatcher(handle.params.stop)
         self.completion_tokens = 0
 

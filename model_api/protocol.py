@@ -48,6 +48,53 @@ class ResponseFormat(StrictModel):
 
 StopField = str | list[str] | None
 
+# vLLM's words, so that a client sees the same refusal from either server.
+BOTH_PROMPT_ENDS = "Cannot set both `continue_final_message` and `add_generation_prompt` to True."
+
+
+class PromptEndFields(StrictModel):
+    """vLLM's two extras that decide how the rendered chat ends (OpenAI clients send them
+    in `extra_body`): open a new assistant turn, or leave the final assistant message open
+    so that the model continues it."""
+
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
+
+    def check_prompt_end(self, messages: list[ChatMessage] | None) -> None:
+        """Refuse what vLLM refuses, and a continuation with no assistant text to continue."""
+        if self.continue_final_message and self.add_generation_prompt:
+            # add_generation_prompt defaults to true: a continuation must turn it off.
+            raise APIError(
+                400, BOTH_PROMPT_ENDS, param="add_generation_prompt", code="invalid_value"
+            )
+        if not self.continue_final_message:
+            return
+        if messages is None:
+            raise APIError(
+                400,
+                "continue_final_message continues the final message of `messages`; "
+                "it cannot be used with `prompt`.",
+                param="continue_final_message",
+                code="invalid_value",
+            )
+        last = len(messages) - 1
+        if messages[last].role != "assistant":
+            raise APIError(
+                400,
+                "continue_final_message needs the last message to be the assistant's partial "
+                f"answer, but messages[{last}] has role '{messages[last].role}'.",
+                param="messages",
+                code="invalid_value",
+            )
+        if not messages[last].text():
+            raise APIError(
+                400,
+                "continue_final_message needs text to continue, but the final assistant "
+                f"message (messages[{last}]) is empty.",
+                param="messages",
+                code="invalid_value",
+            )
+
 
 class SamplingFields(StrictModel):
     """Fields that /v1/chat/completions and /v1/completions share."""
@@ -88,7 +135,7 @@ class SamplingFields(StrictModel):
             )
 
 
-class ChatCompletionRequest(SamplingFields):
+class ChatCompletionRequest(SamplingFields, PromptEndFields):
     messages: list[ChatMessage] = Field(min_length=1)
     logprobs: bool = False
     top_logprobs: int | None = None
@@ -148,11 +195,10 @@ class CompletionRequest(SamplingFields):
         return prompt
 
 
-class TokenizeRequest(StrictModel):
+class TokenizeRequest(PromptEndFields):
     model: str
     prompt: str | None = None
     messages: list[ChatMessage] | None = Field(None, min_length=1)
-    add_generation_prompt: bool = True
 
 
 def unsupported(param: str, message: str) -> None:

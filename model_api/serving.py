@@ -6,9 +6,12 @@ sampling parameters, hands them to the engine, and shapes what comes back.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
+
+from jinja2 import TemplateError
 
 from chatstack.errors import APIError
 from chatstack.sse import DONE, KEEPALIVE, sse_data
@@ -47,7 +50,10 @@ class ModelService:
 
     def start_chat(self, req: ChatCompletionRequest) -> tuple[GenerationHandle, ChatFormat]:
         self._check(req)
-        prompt_ids = self.chat_prompt_ids(req.messages)
+        req.check_prompt_end(req.messages)
+        prompt_ids = self.chat_prompt_ids(
+            req.messages, req.add_generation_prompt, req.continue_final_message
+        )
         params = self._sampling_params(req, prompt_ids, req.token_limit(), "messages")
         fmt = ChatFormat(model=self.settings.model_name, include_usage=req.include_usage())
         return self._submit(prompt_ids, params), fmt
@@ -66,8 +72,11 @@ class ModelService:
         self._check_model(req.model)
         if (req.prompt is None) == (req.messages is None):
             raise APIError(400, "Give exactly one of 'prompt' and 'messages'.", param="prompt")
+        req.check_prompt_end(req.messages)
         if req.messages is not None:
-            ids = self.chat_prompt_ids(req.messages, req.add_generation_prompt)
+            ids = self.chat_prompt_ids(
+                req.messages, req.add_generation_prompt, req.continue_final_message
+            )
         else:
             ids = self.text_prompt_ids(req.prompt or "")
         return {"count": len(ids), "max_model_len": self.loaded.max_model_len, "tokens": ids}
@@ -100,8 +109,13 @@ class ModelService:
     # ---- prompts ---------------------------------------------------------------------
 
     def chat_prompt_ids(
-        self, messages: list[ChatMessage], add_generation_prompt: bool = True
+        self,
+        messages: list[ChatMessage],
+        add_generation_prompt: bool = True,
+        continue_final_message: bool = False,
     ) -> list[int]:
+        """The templated prompt; with continue_final_message the final (assistant) message
+        is left open, without its end of turn, so that the model continues it."""
         if not self.loaded.has_chat_template:
             raise APIError(
                 400,
@@ -117,13 +131,19 @@ class ModelService:
         # Control tokens are the template's alone: written inside a message (by a user, or
         # in an uploaded document) they are encoded as plain text, so content cannot forge
         # a turn. Content without them encodes exactly as the rendered text always did.
-        ids = self.loaded.tokenizer.apply_chat_template(
-            turns,
-            add_generation_prompt=add_generation_prompt,
-            tokenize=True,
-            sanitize_control_tokens=True,
-            return_dict=False,
-        )
+        try:
+            ids = self.loaded.tokenizer.apply_chat_template(
+                turns,
+                add_generation_prompt=add_generation_prompt,
+                continue_final_message=continue_final_message,
+                tokenize=True,
+                sanitize_control_tokens=True,
+                return_dict=False,
+            )
+        except (ValueError, TemplateError) as exc:
+            if not continue_final_message:
+                raise
+            raise continue_unsupported(exc) from None
         return list(ids)
 
     def text_prompt_ids(self, text: str) -> list[int]:
@@ -171,6 +191,21 @@ class ModelService:
             presence_penalty=req.presence_penalty,
             frequency_penalty=req.frequency_penalty,
         )
+
+
+def continue_unsupported(exc: Exception) -> APIError:
+    """The template cannot leave the final message open: transformers found that it does
+    not write the message's text as it is (it trims, rewrites or drops it), or the
+    template itself refused the conversation."""
+    # transformers' message goes on to quote the whole rendered chat: its first sentence.
+    reason = re.split(r"(?<=[.!?])\s", str(exc).strip(), maxsplit=1)[0][:300]
+    return APIError(
+        400,
+        "This model's chat template cannot continue the final assistant message "
+        f"(continue_final_message): {reason or type(exc).__name__}",
+        param="messages",
+        code="continue_unsupported",
+    )
 
 
 # ---- engine events → responses ---------------------------------------------------------

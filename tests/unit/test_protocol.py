@@ -3,7 +3,12 @@ import json
 import pytest
 
 from chatstack.errors import APIError
-from model_api.protocol import ChatCompletionRequest, CompletionRequest, parse_body
+from model_api.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    TokenizeRequest,
+    parse_body,
+)
 
 MODEL = "m"
 
@@ -121,3 +126,97 @@ def test_completion_prompt_forms():
 def test_completion_defaults_to_sixteen_tokens_like_openai():
     body = json.dumps({"model": MODEL, "prompt": "x"}).encode()
     assert parse_body(body, CompletionRequest).max_tokens == 16
+
+
+# ---- continuing the final assistant message (vLLM's extras) ------------------------------
+
+PARTIAL = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello, I"}]
+CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}
+
+
+def prompt_end_error(**fields) -> APIError:
+    req = parse_chat(**fields)
+    return error_of(req.check_prompt_end, req.messages)
+
+
+def test_a_chat_opens_a_new_assistant_turn_by_default():
+    req = parse_chat()
+    assert (req.add_generation_prompt, req.continue_final_message) == (True, False)
+    req.check_prompt_end(req.messages)
+
+
+def test_a_partial_assistant_answer_may_be_continued():
+    req = parse_chat(messages=PARTIAL, **CONTINUE)
+    req.check_prompt_end(req.messages)
+    parts = [PARTIAL[0], {"role": "assistant", "content": [{"type": "text", "text": "x"}]}]
+    req = parse_chat(messages=parts, **CONTINUE)
+    req.check_prompt_end(req.messages)
+
+
+@pytest.mark.parametrize(
+    "fields", [{"continue_final_message": True}, CONTINUE | {"add_generation_prompt": True}]
+)
+def test_continuing_and_opening_a_new_turn_at_once_is_refused_as_vllm_does(fields):
+    # add_generation_prompt defaults to true: a continuation has to turn it off.
+    err = prompt_end_error(messages=PARTIAL, **fields)
+    assert (err.status, err.param, err.code) == (400, "add_generation_prompt", "invalid_value")
+    assert err.message == (
+        "Cannot set both `continue_final_message` and `add_generation_prompt` to True."
+    )
+
+
+@pytest.mark.parametrize(
+    ("last", "words"),
+    [
+        ({"role": "user", "content": "go on"}, "role 'user'"),
+        ({"role": "system", "content": "x"}, "role 'system'"),
+        ({"role": "assistant", "content": ""}, "empty"),
+        ({"role": "assistant", "content": []}, "empty"),
+        ({"role": "assistant", "content": [{"type": "text", "text": ""}]}, "empty"),
+    ],
+)
+def test_a_continuation_needs_assistant_text_last(last, words):
+    err = prompt_end_error(messages=[PARTIAL[0], last], **CONTINUE)
+    assert (err.status, err.param, err.code) == (400, "messages", "invalid_value")
+    assert "messages[1]" in err.message and words in err.message
+
+
+def test_no_generation_prompt_and_no_continuation_is_allowed_as_vllm_does():
+    req = parse_chat(messages=PARTIAL, add_generation_prompt=False)
+    req.check_prompt_end(req.messages)
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"continue_final_message": "true"}, "continue_final_message"),
+        ({"continue_final_message": 1}, "continue_final_message"),
+        ({"add_generation_prompt": "false"}, "add_generation_prompt"),
+        ({"add_generation_prompt": None}, "add_generation_prompt"),
+    ],
+)
+def test_the_prompt_end_flags_are_strict_booleans(fields, param):
+    err = error_of(parse_chat, messages=PARTIAL, **fields)
+    assert (err.status, err.param, err.code) == (400, param, "invalid_type")
+
+
+def tokenize_request(**fields) -> TokenizeRequest:
+    return parse_body(json.dumps({"model": MODEL, **fields}).encode(), TokenizeRequest)
+
+
+def test_tokenize_takes_the_same_flags_and_rules():
+    req = tokenize_request(messages=PARTIAL, **CONTINUE)
+    req.check_prompt_end(req.messages)
+    both = tokenize_request(messages=PARTIAL, continue_final_message=True)
+    assert error_of(both.check_prompt_end, both.messages).param == "add_generation_prompt"
+    user_last = tokenize_request(messages=PARTIAL[:1], **CONTINUE)
+    assert error_of(user_last.check_prompt_end, user_last.messages).param == "messages"
+    assert error_of(tokenize_request, messages=PARTIAL, continue_final_message=0).param == (
+        "continue_final_message"
+    )
+
+
+def test_a_raw_prompt_has_no_final_message_to_continue():
+    req = tokenize_request(prompt="Hello", **CONTINUE)
+    err = error_of(req.check_prompt_end, req.messages)
+    assert (err.status, err.param) == (400, "continue_final_message")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
+from functools import partial
+
 from flask import Flask, Response, jsonify
 
 from app_service import accounts, api_keys, conversations, db, files, passthrough, ws_chat
 from app_service.api_guard import install_api_guard
+from app_service.chat import run_turn
 from app_service.metrics import install_app_metrics
 from app_service.settings import Settings
 from app_service.status import install_status
+from app_service.turn_registry import TurnRegistry
 from app_service.upstream import UpstreamPool
 from app_service.user_activity import UserActivity
 from chatstack import __version__
@@ -33,13 +38,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     pool = UpstreamPool(settings)
     pool.start()
     app.extensions["chatstack_upstreams"] = pool
-    app.extensions["chatstack_user_activity"] = UserActivity(
-        settings.user_max_sockets, settings.user_max_active_turns
-    )
+    activity = UserActivity(settings.user_max_sockets, settings.user_max_active_turns)
+    app.extensions["chatstack_user_activity"] = activity
 
     install_request_ids(app)  # before any hook that may answer (an API key check)
     instrument_requests(app)
-    install_app_metrics(app, pool)
+    metrics = install_app_metrics(app, pool)
+    turns = TurnRegistry(
+        partial(run_turn, settings, pool, metrics), activity, settings.turn_max_seconds
+    )
+    app.extensions["chatstack_turns"] = turns
+    # gunicorn's worker_exit hook stops them first (gunicorn.conf.py); this covers the rest.
+    atexit.register(turns.shutdown)
     register_error_handlers(app)
     install_api_guard(app)  # /api: JSON content type, no cross-site caller, no-store
     db.init_app(app)

@@ -63,6 +63,11 @@ LoadText = Callable[[str, int], str]
 FindChunks = Callable[[str, int], list[Chunk]]
 
 
+# How a request leaves its last (assistant) message open for the model to continue: the
+# model API's and vLLM's names (docs/api.md).
+OPEN_FINAL_MESSAGE = {"continue_final_message": True, "add_generation_prompt": False}
+
+
 def new_boundary() -> str:
     """A per-turn boundary no document author can know in advance (like a MIME boundary)."""
     return secrets.token_hex(8)
@@ -82,8 +87,11 @@ class TokenCounter:
     def count(self, messages: list[dict[str, str]]) -> int:
         """The templated prompt's tokens: one /tokenize call, or an estimate."""
         if self.exact:
+            body: dict[str, Any] = {"model": self.model, "messages": messages}
+            if messages and messages[-1]["role"] == "assistant":  # a continue: left open
+                body.update(OPEN_FINAL_MESSAGE)
             try:
-                reply = self.tokenize({"model": self.model, "messages": messages})
+                reply = self.tokenize(body)
                 self.max_model_len = int(reply.get("max_model_len") or self.max_model_len)
                 return int(reply["count"])
             except (APIError, KeyError, TypeError, ValueError):
@@ -127,12 +135,14 @@ def build_context(
     load_text: LoadText,
     find_chunks: FindChunks,
     max_tokens: int,
+    answer_prefix: str = "",
 ) -> Context:
     """The messages to send: everything essential, then files, then recent history.
 
     `load_text(file_id, max_chars)` gives a prefix of a file's text; `find_chunks(question,
-    limit)` the files' best chunks, best first."""
-    essential = _assemble(system_prompt, "", [], user_text)
+    limit)` the files' best chunks, best first. `answer_prefix` (a continue) is the answer
+    so far, sent last as an open assistant message: essential, like the question."""
+    essential = _assemble(system_prompt, "", [], user_text, answer_prefix)
     base_tokens = counter.count(essential)  # also learns max_model_len
     budget = counter.max_model_len - max_tokens
     if base_tokens > budget:
@@ -153,7 +163,9 @@ def build_context(
         choice = _choose(counter, material, history, budget - base_tokens, scale)
         if not choice.documents and not choice.history:
             break
-        messages = _assemble(system_prompt, choice.documents, choice.history, user_text)
+        messages = _assemble(
+            system_prompt, choice.documents, choice.history, user_text, answer_prefix
+        )
         if not counter.exact:
             return Context(messages, choice.sources, base_tokens + math.ceil(choice.estimate))
         total = counter.count(messages)
@@ -291,12 +303,19 @@ def _choose(
 
 
 def _assemble(
-    system_prompt: str, documents: str, history: Sequence[HistoryTurn], user_text: str
+    system_prompt: str,
+    documents: str,
+    history: Sequence[HistoryTurn],
+    user_text: str,
+    answer_prefix: str = "",
 ) -> list[dict[str, str]]:
-    """System prompt alone in the system message; documents in the question's message."""
+    """System prompt alone in the system message; documents in the question's message; a
+    continued answer's text last."""
     system = system_prompt.strip()
     messages = [{"role": "system", "content": system}] if system else []
     messages += [{"role": turn.role, "content": turn.content} for turn in history]
     question = f"{documents}\n\n{QUESTION_LABEL}{user_text}" if documents else user_text
     messages.append({"role": "user", "content": question})
+    if answer_prefix:
+        messages.append({"role": "assistant", "content": answer_prefix})
     return messages

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
-from app_service.db import new_id, now, transaction
+from app_service.db import new_id, now, snapshot, transaction
 from chatstack.errors import APIError
 
 DEFAULT_TITLE = "New chat"
@@ -167,9 +168,48 @@ def add_message(
     return message_id
 
 
+@dataclass
+class TurnInputs:
+    """What a chat turn reads before it asks the model: one consistent read."""
+
+    conversation: sqlite3.Row
+    messages: list[sqlite3.Row]  # oldest first
+    existing_file_ids: set[str]  # of the ids asked about, the user's files that still exist
+
+
+def load_for_turn(
+    conn: sqlite3.Connection, user_id: str, conversation_id: str, file_ids: list[str]
+) -> TurnInputs:
+    """The conversation (404 if not the user's), its messages, and which of `file_ids` and
+    of the files attached in the conversation still exist."""
+    with snapshot(conn):
+        conversation = get_conversation(conn, user_id, conversation_id)
+        messages = messages_of(conn, conversation_id)
+        ids = list(dict.fromkeys(file_ids))
+        for message in messages:
+            ids += [a["id"] for a in json.loads(message["attachments"]) if a["id"] not in ids]
+        existing: set[str] = set()
+        if ids:
+            marks = ",".join("?" * len(ids))
+            existing = {
+                row[0]
+                for row in conn.execute(
+                    f"SELECT id FROM files WHERE user_id = ? AND id IN ({marks})", (user_id, *ids)
+                )
+            }
+    return TurnInputs(conversation, messages, existing)
+
+
 def save_partial(conn: sqlite3.Connection, message_id: str, content: str) -> None:
     """What has streamed so far, so a crash loses at most the last moments of an answer."""
     conn.execute("UPDATE messages SET content = ? WHERE id = ?", (content, message_id))
+
+
+def reopen_message(conn: sqlite3.Connection, message_id: str) -> None:
+    """A continue: the answer streams again; its text, usage and sources stay until the end."""
+    conn.execute(
+        "UPDATE messages SET status = 'streaming', error = NULL WHERE id = ?", (message_id,)
+    )
 
 
 def finish_message(

@@ -14,6 +14,8 @@ from app_service import conversation_store as store
 from app_service.accounts import current_user, login_required
 from app_service.bodies import json_body
 from app_service.db import connect, db, transaction
+from app_service.turn import StopReason
+from app_service.turn_registry import turn_registry
 from chatstack.errors import APIError
 from chatstack.validation import parse_body
 
@@ -91,8 +93,11 @@ def update(conversation_id: str) -> Response:
 @bp.delete("/<conversation_id>")
 @login_required
 def delete(conversation_id: str) -> Response:
+    user_id = current_user()["id"]
     with transaction() as conn:
-        store.delete_conversation(conn, current_user()["id"], conversation_id)
+        store.delete_conversation(conn, user_id, conversation_id)
+    # Its answer, if one is generating, stops at once (it finds its row gone and says so).
+    turn_registry().stop(user_id, conversation_id, StopReason.DELETED)
     return Response(status=204)
 
 

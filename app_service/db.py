@@ -159,6 +159,17 @@ def transaction(conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Conn
         conn.execute("COMMIT")
 
 
+@contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN … COMMIT around reads: they all see one state of the database (WAL: a reader
+    takes no lock a writer waits for)."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
 def release() -> None:
     """Close this request's connection now, not at teardown: a WebSocket's request lives as
     long as the socket, and thousands of idle sockets must not hold a connection each (its

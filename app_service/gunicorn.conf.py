@@ -18,3 +18,12 @@ globals().update(
         _settings.log_format,
     )
 )
+
+
+def worker_exit(server: object, worker: object) -> None:
+    """Before the worker goes: answers still generating are stopped and stored `failed`
+    with their text, ready to be continued after the restart (docs/protocol.md)."""
+    app = getattr(worker, "wsgi", None)
+    turns = getattr(app, "extensions", {}).get("chatstack_turns")
+    if turns is not None:
+        turns.shutdown()

@@ -29,8 +29,11 @@ from app_service.settings import Settings
 from app_service.upstream_wire import (
     STOPPED,
     UNAVAILABLE,
+    ChatEvent,
+    StreamFailed,
     UpstreamError,
     busy_error,
+    chunk_events,
     closed_without_answer,
     data_field,
     describe,
@@ -362,6 +365,21 @@ class UpstreamPool:
                 yield from self._chunks(upstream, reply, abort)
             finally:
                 abort.disarm()
+
+    def chat_events(
+        self,
+        body: dict[str, Any],
+        *,
+        on_open: Callable[[Callable[[], None]], None] | None = None,
+    ) -> Iterator[ChatEvent]:
+        """`stream_chat` as typed events; any UpstreamError, before the stream or in it,
+        becomes one last `StreamFailed` event. An abort ends the events without one."""
+        try:
+            for chunk in self.stream_chat(body, on_open=on_open):
+                if isinstance(chunk, dict):
+                    yield from chunk_events(chunk)
+        except UpstreamError as exc:
+            yield StreamFailed(exc)
 
     def _chunks(
         self, upstream: Upstream, reply: requests.Response, abort: StreamAbort

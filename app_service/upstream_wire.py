@@ -1,4 +1,5 @@
-"""Reading model-API replies: raw bytes, SSE data lines, and failures as our error type.
+"""Reading model-API replies: raw bytes, SSE data lines, chat chunks as typed events, and
+failures as our error type.
 
 Kept apart from the pool (upstream.py), which decides where requests go.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import http.client
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -116,6 +118,48 @@ def error_fields(body: Any) -> tuple[str, str | None, str | None, Any] | None:
     if isinstance(body.get("message"), str):
         return body["message"], body.get("type"), body.get("param"), body.get("code")
     return None
+
+
+# ---- a chat completion stream as events (what the chat turn consumes) -------------------
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    reason: str  # "stop" | "length" | an engine's own
+
+
+@dataclass(frozen=True)
+class Usage:
+    usage: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StreamFailed:
+    """The upstream refused, failed or vanished; nothing follows."""
+
+    error: UpstreamError
+
+
+ChatEvent = TextDelta | Finish | Usage | StreamFailed
+
+
+def chunk_events(chunk: dict[str, Any]) -> Iterator[ChatEvent]:
+    """One OpenAI `chat.completion.chunk` → its events (choice 0's: chat asks for one)."""
+    if chunk.get("usage"):
+        yield Usage(chunk["usage"])
+    for choice in chunk.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        text = (choice.get("delta") or {}).get("content") or ""
+        if isinstance(text, str) and text:
+            yield TextDelta(text)
+        if choice.get("finish_reason"):
+            yield Finish(str(choice["finish_reason"]))
 
 
 def data_field(line: bytes) -> bytes | None:

@@ -1,34 +1,47 @@
 """The chat WebSocket (/ws): session-cookie auth, Origin check, JSON frames.
 
-The socket's greenlet reads client frames; each chat turn streams on a greenlet of its
-own, so a `stop` frame is read while the answer is still arriving. Frames:
-docs/protocol.md. The socket's request id (the handshake's) names the connection; turn n
-is `<id>.<n>`. Every socket is registered in the user's activity (user_activity.py),
-which bounds a user's sockets and answers and closes them when their session ends.
+The socket's greenlet reads client frames and hands turns to the registry
+(turn_registry.py), which runs each on a greenlet of its own to its end, socket or not;
+a writer greenlet sends the frames of all the user's turns. Frames: frames.py,
+docs/protocol.md. The socket's request id (the handshake's) names the connection; the n-th
+turn it starts is `<id>.<n>`. Every socket is registered in the user's activity
+(user_activity.py), which bounds a user's sockets and closes them when their session ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import queue
 import threading
-from typing import Any, Literal
+from typing import Any
 
 import simple_websocket.ws
 from flask import Blueprint, Flask, current_app, request
 from flask_sock import Sock
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from wsproto.extensions import PerMessageDeflate
 
-from app_service import db
+from app_service import db, frames
 from app_service.accounts import current_user, session_token, token_hash
-from app_service.chat import ChatTurn, TurnRequest
-from app_service.metrics import AppMetrics, app_metrics
+from app_service.frames import (
+    ClientFrame,
+    ContinueFrame,
+    PingFrame,
+    RegenerateFrame,
+    ResumeFrame,
+    SendFrame,
+    StopFrame,
+    TurnFrame,
+    parse_frame,
+)
+from app_service.metrics import app_metrics
 from app_service.settings import Settings
-from app_service.user_activity import UserActivity, user_activity
+from app_service.turn import TurnRequest
+from app_service.turn_registry import TurnRegistry, turn_registry
+from app_service.user_activity import user_activity
 from chatstack.errors import APIError
 from chatstack.logs import current_request_id
-from chatstack.validation import load_json, param_path
 
 log = logging.getLogger(__name__)
 
@@ -37,45 +50,9 @@ sock = Sock()
 
 # Room for `.<n>` within the 128 characters a request id may have (chatstack/logs.py).
 CONNECTION_ID_CHARS = 100
-
-
-class TurnSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    model: str | None = Field(None, max_length=200)
-    system_prompt: str | None = Field(None, max_length=20_000)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, ge=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1, le=131_072)
-
-
-class SendFrame(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    type: Literal["send"]
-    conversation_id: str = Field(max_length=100)
-    content: str = Field(min_length=1, max_length=100_000)
-    file_ids: list[str] = Field(default_factory=list, max_length=20)
-    settings: TurnSettings | None = None
-
-
-class RegenerateFrame(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    type: Literal["regenerate"]
-    conversation_id: str = Field(max_length=100)
-    settings: TurnSettings | None = None
-
-
-class ControlFrame(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    type: Literal["stop", "ping"]
-    conversation_id: str | None = None
-
-
-FRAMES: dict[str, type[BaseModel]] = {
-    "send": SendFrame,
-    "regenerate": RegenerateFrame,
-    "stop": ControlFrame,
-    "ping": ControlFrame,
-}
+# Frames a socket may have waiting to be sent before it counts as too slow (about 1 MB).
+OUTBOX_FRAMES = 4096
+CLOSE_TOO_SLOW = 1013  # "try again later": the client reconnects and resumes
 
 
 class _NoCompression(PerMessageDeflate):
@@ -109,63 +86,63 @@ def check_handshake() -> None:
     current_user()  # 401 without a live session
 
 
-def parse_frame(raw: str | bytes) -> BaseModel:
-    """A client frame → its model; not JSON, too deeply nested, or invalid → a 400."""
-    try:
-        data = load_json(raw)
-    except APIError:
-        raise APIError(400, "Frames must be JSON objects.", code="invalid_json") from None
-    if not isinstance(data, dict) or data.get("type") not in FRAMES:
-        raise APIError(
-            400,
-            f"Unknown frame type; use one of {', '.join(FRAMES)}.",
-            param="type",
-            code="invalid_frame",
-        )
-    try:
-        return FRAMES[data["type"]].model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        param = param_path(tuple(first["loc"]))
-        raise APIError(
-            400, f"Invalid value for '{param}': {first['msg']}", param=param, code="invalid_frame"
-        ) from None
-
-
 class ChatSocket:
-    """One browser tab's socket: at most one turn streams at a time."""
+    """One browser tab's socket: it starts and stops the user's turns and carries the
+    frames of all of them (turn_registry.py). It owns no turn: closing it stops nothing.
+
+    Frames go out through a queue and a writer thread of their own, so a turn publishing to
+    the account's sockets never waits on a slow one; a socket that falls OUTBOX_FRAMES behind
+    is closed (1013) and its client reconnects and resumes."""
 
     def __init__(
         self,
         ws: Any,
-        settings: Settings,
-        pool: Any,
+        registry: TurnRegistry,
         user_id: str,
         *,
         connection_id: str,
-        metrics: AppMetrics | None = None,
-        activity: UserActivity | None = None,
     ) -> None:
         self.ws = ws
-        self.settings = settings
-        self.pool = pool
+        self.registry = registry
         self.user_id = user_id
         self.connection_id = connection_id[:CONNECTION_ID_CHARS]
-        self.metrics = metrics
-        self.activity = activity or UserActivity(
-            settings.user_max_sockets, settings.user_max_active_turns
-        )
         self.turns = 0
-        self.send_lock = threading.Lock()
-        self.turn: ChatTurn | None = None
-        self.thread: threading.Thread | None = None
+        self.last_conversation: str | None = None  # of the last turn this socket started
+        self.outbox: queue.Queue[dict[str, Any] | None] = queue.Queue(OUTBOX_FRAMES)
+        self._overflowed = False
+        self._writer: threading.Thread | None = None
 
-    def send(self, frame: dict[str, Any]) -> None:
-        with self.send_lock:  # the turn's thread and this one both send
-            self.ws.send(json.dumps(frame, ensure_ascii=False))
+    def deliver(self, frame: dict[str, Any]) -> None:
+        """Queue a frame for this socket; never blocks (turns call it under their lock)."""
+        try:
+            self.outbox.put_nowait(frame)
+        except queue.Full:
+            if not self._overflowed:
+                self._overflowed = True
+                log.warning("a chat socket fell %d frames behind: closing it", OUTBOX_FRAMES)
+                threading.Thread(
+                    target=self.end,
+                    args=(CLOSE_TOO_SLOW, "Too slow to read its frames."),
+                    daemon=True,
+                ).start()
+
+    def _write(self) -> None:
+        while True:
+            frame = self.outbox.get()
+            if frame is None:
+                return
+            try:
+                self.ws.send(json.dumps(frame, ensure_ascii=False))
+            except Exception:  # the client is gone: the reader sees it and closes
+                log.debug("socket closed while sending", exc_info=True)
+                return
 
     def serve(self) -> None:
-        self.send({"type": "ready"})
+        self._writer = threading.Thread(target=self._write, name="ws-writer", daemon=True)
+        self._writer.start()
+        self.deliver(frames.Ready().wire())
+        # After `ready`: a `resume` for each turn running, then every frame of the user's turns.
+        self.registry.subscribe(self.user_id, self.deliver)
         try:
             while True:
                 raw = self.ws.receive()
@@ -173,63 +150,52 @@ class ChatSocket:
                     continue
                 try:
                     self.handle(parse_frame(raw))
-                except APIError as exc:
-                    self.send(
-                        {
-                            "type": "error",
-                            "error": exc.message,
-                            "code": exc.code,
-                            "conversation_id": None,
-                            "message": None,
-                        }
-                    )
+                except APIError as exc:  # an invalid frame
+                    self.deliver(frames.error_frame(exc))
         finally:
             self.close()
 
-    def handle(self, frame: BaseModel) -> None:
-        if isinstance(frame, ControlFrame):
-            if frame.type == "ping":
-                self.send({"type": "pong"})
-            elif self.turn is not None:
-                self.turn.stop()
-            return
-        if self.turn is not None and not self.turn.finished.is_set():
-            raise APIError(409, "An answer is still being generated; stop it first.", code="busy")
-        self.activity.start_turn(self.user_id)  # too_many_active_turns past the limit
+    def handle(self, frame: ClientFrame) -> None:
+        if isinstance(frame, PingFrame):
+            self.deliver(frames.Pong().wire())
+        elif isinstance(frame, StopFrame):
+            conversation_id = frame.conversation_id or self.last_conversation
+            if conversation_id:
+                self.registry.stop(self.user_id, conversation_id)
+        elif isinstance(frame, ResumeFrame):
+            if not self.registry.resume(self.user_id, frame.conversation_id, self.deliver):
+                self.deliver(frames.Idle(conversation_id=frame.conversation_id).wire())
+        elif isinstance(frame, SendFrame | RegenerateFrame | ContinueFrame):
+            self.start(frame)
+
+    def start(self, frame: TurnFrame) -> None:
         overrides = frame.settings.model_dump(exclude_none=True) if frame.settings else {}
         if isinstance(frame, SendFrame):
             request_ = TurnRequest(
                 "send", frame.conversation_id, frame.content, frame.file_ids, overrides
             )
         else:
-            request_ = TurnRequest("regenerate", frame.conversation_id, overrides=overrides)
+            request_ = TurnRequest(frame.type, frame.conversation_id, overrides=overrides)
+        try:
+            self.registry.start(
+                self.user_id, request_, request_id=f"{self.connection_id}.{self.turns + 1}"
+            )
+        except APIError as exc:  # busy, too many turns: nothing was stored
+            self.deliver(frames.error_frame(exc, frame.conversation_id))
+            return
         self.turns += 1
-        self.turn = ChatTurn(
-            self.settings,
-            self.pool,
-            self.user_id,
-            request_,
-            self.send,
-            request_id=f"{self.connection_id}.{self.turns}",
-            metrics=self.metrics,
-            on_finished=lambda: self.activity.end_turn(self.user_id),
-        )
-        # A new thread starts with an empty context: ChatTurn.run sets the turn's id there.
-        self.thread = threading.Thread(target=self.turn.run, name="chat-turn", daemon=True)
-        self.thread.start()
+        self.last_conversation = frame.conversation_id
 
     def close(self) -> None:
-        """The socket is gone: a streaming answer stops and is stored as `stopped`."""
-        if self.turn is not None:
-            self.turn.stop()
-        if self.thread is not None:
-            self.thread.join(timeout=10)
+        """The socket is gone: it stops listening; the user's answers go on."""
+        self.registry.unsubscribe(self.user_id, self.deliver)
+        # Full: the writer still has frames, and its next send fails on the closed socket.
+        with contextlib.suppress(queue.Full):
+            self.outbox.put_nowait(None)
 
     def end(self, code: int, reason: str) -> None:
-        """Close from the server's side (a logout, too many tabs): the answer streaming
-        stops, and the close frame tells the client why and not to reconnect."""
-        if self.turn is not None:
-            self.turn.stop()
+        """Close from the server's side (a logout, too many tabs, too slow): the close frame
+        tells the client why. The user's answers go on."""
         try:
             self.ws.close(reason=code, message=reason)
         except Exception:  # already closed by the client: nothing to tell it
@@ -243,20 +209,10 @@ class ChatSocket:
 
 @sock.route("/ws", bp=bp)
 def chat_socket(ws: Any) -> None:
-    settings = current_app.extensions["chatstack_settings"]
-    pool = current_app.extensions["chatstack_upstreams"]
     metrics = app_metrics()
     activity = user_activity()
     user_id = current_user()["id"]
-    chat = ChatSocket(
-        ws,
-        settings,
-        pool,
-        user_id,
-        connection_id=current_request_id(),
-        metrics=metrics,
-        activity=activity,
-    )
+    chat = ChatSocket(ws, turn_registry(), user_id, connection_id=current_request_id())
     session = token_hash(session_token())
     db.release()  # the socket may stay open for days: it needs no connection meanwhile
     activity.add_socket(user_id, session, chat)

@@ -146,7 +146,7 @@ def test_answers_longer_than_user_max_tokens_are_refused(limited_app: RunningSer
     chat.close()
 
 
-def test_logout_closes_the_sessions_sockets_and_stores_the_answer(
+def test_logout_closes_the_sessions_sockets_and_the_answer_goes_on(
     limited_app: RunningServer,
 ) -> None:
     user = register(limited_app.url)
@@ -162,9 +162,16 @@ def test_logout_closes_the_sessions_sockets_and_stores_the_answer(
         json={"username": user.username, "password": PASSWORD},  # type: ignore[attr-defined]
     )
     assert reply.status_code == 200, reply.text
+    # The answer belongs to the server, not to the socket: the new session resumes it.
+    resumed = ChatClient(limited_app.url, again)
+    resume = resumed.recv()
+    assert (resume["type"], resume["message"]["id"]) == ("resume", answer_id)
+    resumed.send(type="stop", conversation_id=cid)
+    done, _ = resumed.until("done")
+    assert done["message"]["status"] == "stopped" and done["message"]["content"]
     answer = next(m for m in stored(limited_app.url, again, cid) if m["id"] == answer_id)
     assert answer["status"] == "stopped"
-    assert answer["content"]
+    resumed.close()
 
 
 def test_password_change_closes_every_socket_of_the_user(limited_app: RunningServer) -> None:

@@ -17,8 +17,9 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from app_service.app import create_app
+from app_service.frames import parse_frame
 from app_service.settings import Settings
-from app_service.ws_chat import ChatSocket, parse_frame
+from app_service.ws_chat import ChatSocket
 from chatstack import __version__
 from chatstack.logs import REQUEST_ID_HEADER, RequestIdFilter
 from tests.unit.test_api_keys import login
@@ -122,16 +123,6 @@ def test_each_upload_is_counted_by_outcome(app, name, data, status, outcome) -> 
 # ---- chat turns: outcome, request id, log line ---------------------------------------------
 
 
-class FakeWebSocket:
-    """What ChatSocket sends to, recording each frame."""
-
-    def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
-
-    def send(self, data: str) -> None:
-        self.frames.append(json.loads(data))
-
-
 class TurnLog(logging.Handler):
     """Turn lines as the service's own handler sees them: stamped in the turn's thread."""
 
@@ -153,28 +144,27 @@ def turn_log() -> Iterator[TurnLog]:
     logger.removeHandler(handler)
 
 
-def chat_socket(app: Flask) -> tuple[ChatSocket, FakeWebSocket, str]:
-    """A socket for a new user with a conversation, as the /ws route would make it."""
+def chat_socket(app: Flask) -> tuple[ChatSocket, list[dict[str, Any]], str]:
+    """A socket for a new user with a conversation, as the /ws route would make it, and the
+    frames of the user's turns as every socket of the user gets them."""
     client = login(app, "alice")
     user_id = client.get("/api/auth/me").json["user"]["id"]
     conversation_id = client.post("/api/conversations", json={}).json["id"]
-    ws = FakeWebSocket()
-    chat = ChatSocket(
-        ws,
-        app.extensions["chatstack_settings"],
-        app.extensions["chatstack_upstreams"],
-        user_id,
-        connection_id="conn-1a2b",
-        metrics=app.extensions["chatstack_app_metrics"],
-    )
-    return chat, ws, conversation_id
+    registry = app.extensions["chatstack_turns"]
+    chat = ChatSocket(None, registry, user_id, connection_id="conn-1a2b")
+    frames: list[dict[str, Any]] = []
+    registry.subscribe(user_id, frames.append)
+    return chat, frames, conversation_id
 
 
 def run_turn(chat: ChatSocket, frame: dict[str, Any]) -> None:
     chat.handle(parse_frame(json.dumps(frame)))
-    assert chat.thread is not None
-    chat.thread.join(timeout=10)
-    assert not chat.thread.is_alive()
+    wait_for_turn(chat, frame["conversation_id"])
+
+
+def wait_for_turn(chat: ChatSocket, conversation_id: str) -> None:
+    turn = chat.registry.running(conversation_id)
+    assert turn is None or turn.ended.wait(10)
 
 
 def stream_with_usage(handler, _body) -> None:
@@ -192,12 +182,12 @@ def test_each_turn_has_its_own_id_in_frames_upstream_and_log(app, upstream, turn
     upstream.routes["/v1/chat/completions"] = stream_with_usage
     chat, ws, conversation_id = chat_socket(app)
     for n in (1, 2):
-        ws.frames.clear()
+        ws.clear()
         run_turn(chat, {"type": "send", "conversation_id": conversation_id, "content": "hi"})
         turn_id = f"conn-1a2b.{n}"
-        types = [f["type"] for f in ws.frames]
+        types = [f["type"] for f in ws]
         assert types == ["user_message", "start", "delta", "delta", "done"]
-        for frame in ws.frames:
+        for frame in ws:
             assert frame.get("request_id") == (None if frame["type"] == "delta" else turn_id)
         # The turn's thread called the model API, and it sent the turn's id.
         chat_calls = [h for path, h, _ in upstream.seen if path == "/v1/chat/completions"]
@@ -212,7 +202,7 @@ def test_each_turn_has_its_own_id_in_frames_upstream_and_log(app, upstream, turn
 def test_a_turn_that_fails_before_answering_counts_as_failed(app, turn_log) -> None:
     chat, ws, _ = chat_socket(app)
     run_turn(chat, {"type": "send", "conversation_id": "conv_" + "0" * 32, "content": "hi"})
-    [frame] = ws.frames
+    [frame] = ws
     assert frame["type"] == "error" and frame["code"] == "conversation_not_found"
     assert frame["request_id"] == "conn-1a2b.1"
     assert turn_log.records[-1].outcome == "failed"  # type: ignore[attr-defined]
@@ -226,17 +216,16 @@ def test_a_failed_upstream_and_a_stopped_answer_are_counted(app, upstream) -> No
         h, 500, {"error": {"message": "boom", "type": "server_error"}}
     )
     run_turn(chat, {"type": "send", "conversation_id": conversation_id, "content": "hi"})
-    assert ws.frames[-1]["code"] == "upstream_failed"
+    assert ws[-1]["code"] == "upstream_failed"
     assert metric(app, "chatstack_app_chat_turns_total", outcome="failed") == 1.0
 
     upstream.routes["/v1/chat/completions"] = upstream.stream_forever()
     chat.handle(parse_frame(json.dumps({"type": "regenerate", "conversation_id": conversation_id})))
     deadline = time.monotonic() + 10
-    while not any(f["type"] == "delta" for f in ws.frames) and time.monotonic() < deadline:
+    while not any(f["type"] == "delta" for f in ws) and time.monotonic() < deadline:
         time.sleep(0.02)
     chat.handle(parse_frame('{"type": "stop"}'))
-    assert chat.thread is not None
-    chat.thread.join(timeout=10)
-    assert ws.frames[-1]["type"] == "done" and ws.frames[-1]["request_id"] == "conn-1a2b.2"
-    assert ws.frames[-1]["message"]["status"] == "stopped"
+    wait_for_turn(chat, conversation_id)
+    assert ws[-1]["type"] == "done" and ws[-1]["request_id"] == "conn-1a2b.2"
+    assert ws[-1]["message"]["status"] == "stopped"
     assert metric(app, "chatstack_app_chat_turns_total", outcome="stopped") == 1.0

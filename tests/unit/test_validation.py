@@ -9,9 +9,9 @@ import pytest
 from flask import Flask
 from pydantic import BaseModel
 
+from app_service.frames import parse_frame
 from app_service.passthrough import read_body
 from app_service.settings import Settings
-from app_service.ws_chat import parse_frame
 from chatstack.errors import APIError
 from chatstack.validation import MAX_JSON_DEPTH, load_json, parse_body
 from model_api.protocol import ChatCompletionRequest

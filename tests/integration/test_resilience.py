@@ -135,6 +135,23 @@ def test_app_service_killed_mid_answer_keeps_history_intact(stack: Stack) -> Non
     assert "restarted" in interrupted["error"]
     assert interrupted["content"] and received.startswith(interrupted["content"])
 
+    # Continue goes on from the saved text, in the same message.
+    chat = ChatClient(stack.app.url, user)
+    chat.send(type="continue", conversation_id=cid, settings={"temperature": 0, "max_tokens": 8})
+    start, _ = chat.until("start")
+    assert (start["message"]["id"], start["message"]["content"]) == (
+        interrupted["id"],
+        interrupted["content"],
+    )
+    done, _ = chat.until("done", "error")
+    assert done["type"] == "done", done
+    continued = done["message"]
+    assert continued["status"] == "complete" and continued["error"] is None
+    assert continued["content"].startswith(interrupted["content"])
+    assert len(continued["content"]) > len(interrupted["content"])
+    assert messages(stack, user, cid)[3] == continued
+    chat.close()
+
     db = sqlite3.connect(stack.tmp / "data" / "chatstack.db")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()

@@ -13,31 +13,32 @@ import requests
 from tests.integration.conftest import API_KEY, MODEL
 from tests.servers import RunningServer, start_model_api
 
-# Chosen for an answer that runs past 48 tokens and whose greedy tokens after the seam do
-# not flip between a prefill and a decode step (bf16 rounds the two differently).
+# An answer that runs past 48 tokens. The servers run float32: in bf16 (int4 included) a
+# prompt's prefill and the decode steps that generated it round differently, so a near tie
+# after the seam may flip, which says nothing about the seam itself.
 QUESTION = [{"role": "user", "content": "What are the benefits of regular exercise?"}]
 CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}
 BOTH_FLAGS = "Cannot set both `continue_final_message` and `add_generation_prompt` to True."
 
 
-@pytest.fixture(scope="module")
-def sequential_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_model_api(
-        tmp_path_factory.mktemp("sequential_continue_api"),
+@pytest.fixture(scope="module", params=["batching", "sequential"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A float32 model API with each engine."""
+    engine = request.param
+    started = start_model_api(
+        tmp_path_factory.mktemp(f"continue_{engine}_api"),
         MODEL_API_KEY=API_KEY,
-        ENGINE="sequential",
+        ENGINE=engine,
+        QUANTIZATION="none",
+        DTYPE="float32",
     )
     try:
-        server.wait_healthy()
-        yield server
+        started.wait_healthy()
+        yield started
     finally:
-        server.stop()
-
-
-@pytest.fixture(params=["batching", "sequential"])
-def server(request: pytest.FixtureRequest) -> RunningServer:
-    """The session's default server (continuous batching), or a sequential one."""
-    return request.getfixturevalue("model_api" if request.param == "batching" else "sequential_api")
+        started.stop()
 
 
 def client_of(server: RunningServer) -> openai.OpenAI:

@@ -213,11 +213,18 @@ class Soak:
         try:
             await ws.send(json.dumps(frame))
             self.turns_started += 1
+            request_id = None
             while True:
                 reply = json.loads(await asyncio.wait_for(ws.recv(), 600))
                 kind = reply["type"]
+                # A socket gets every frame of the user's answers: after a reconnect, the
+                # resume and the rest of the answer still generating (docs/protocol.md).
+                # Only this turn's frames count for this record.
+                if not self._ours(reply, request_id, record):
+                    continue
                 if kind == "user_message":
                     record.acked = True
+                    request_id = reply["request_id"]
                 elif kind == "start":
                     record.answer_id = reply["message"]["id"]
                 elif kind == "delta":
@@ -242,6 +249,19 @@ class Soak:
             self.in_flight -= 1
             if streaming:
                 self.streaming -= 1
+
+    @staticmethod
+    def _ours(frame: dict[str, Any], request_id: str | None, record: TurnRecord) -> bool:
+        kind = frame["type"]
+        if kind == "resume" or frame.get("conversation_id") not in (None, record.conversation_id):
+            return False
+        if kind == "delta":
+            return frame["message_id"] == record.answer_id
+        if kind in ("start", "done"):
+            return frame["request_id"] == request_id
+        if kind == "error":  # a refusal (busy) names no request id; a turn's error does
+            return frame.get("request_id") in (None, request_id)
+        return True  # user_message: the first frame of the turn this record sent
 
     async def wait_for(self, condition: Any, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import API_KEY, MODEL  # noqa: F401 - re-exported for the tests
-from tests.servers import RunningServer, start_app_service
+from tests.servers import RunningServer, start_app_service, start_model_api
 
 PASSWORD = "correct horse battery"
 
@@ -26,6 +26,28 @@ def http(model_api: RunningServer) -> requests.Session:
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {API_KEY}"
     return session
+
+
+@pytest.fixture(scope="session", params=["batching", "sequential"])
+def float32_model_api(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A float32 model API with each engine, for tests that compare tokens exactly: in bf16
+    (int4 included) a prompt's prefill and the decode steps that generated it round
+    differently, so a greedy near tie may flip, on one CPU and not another."""
+    engine = request.param
+    server = start_model_api(
+        tmp_path_factory.mktemp(f"float32_{engine}_api"),
+        MODEL_API_KEY=API_KEY,
+        ENGINE=engine,
+        QUANTIZATION="none",
+        DTYPE="float32",
+    )
+    try:
+        server.wait_healthy()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,12 @@ short is exactly the rest of the uninterrupted answer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import openai
 import pytest
 import requests
 
 from tests.integration.conftest import API_KEY, MODEL
-from tests.servers import RunningServer, start_model_api
+from tests.servers import RunningServer
 
 # An answer that runs past 48 tokens. The servers run float32: in bf16 (int4 included) a
 # prompt's prefill and the decode steps that generated it round differently, so a near tie
@@ -21,24 +19,10 @@ CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}
 BOTH_FLAGS = "Cannot set both `continue_final_message` and `add_generation_prompt` to True."
 
 
-@pytest.fixture(scope="module", params=["batching", "sequential"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    """A float32 model API with each engine."""
-    engine = request.param
-    started = start_model_api(
-        tmp_path_factory.mktemp(f"continue_{engine}_api"),
-        MODEL_API_KEY=API_KEY,
-        ENGINE=engine,
-        QUANTIZATION="none",
-        DTYPE="float32",
-    )
-    try:
-        started.wait_healthy()
-        yield started
-    finally:
-        started.stop()
+@pytest.fixture
+def server(float32_model_api: RunningServer) -> RunningServer:
+    """A float32 model API with each engine (conftest.py says why float32)."""
+    return float32_model_api
 
 
 def client_of(server: RunningServer) -> openai.OpenAI:

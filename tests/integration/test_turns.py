@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from tests.integration.chat_client import LONG, LONG_ANSWER, ChatClient, new_conversation
-from tests.integration.conftest import API_KEY, app_service_with, register
-from tests.servers import RunningServer, start_model_api
+from tests.integration.conftest import app_service_with, register
+from tests.servers import RunningServer
 
 SHORT_QUESTION = "Name three colours."
 # At temperature 0 this runs well past 48 tokens: long enough to cut and continue.
@@ -192,22 +192,11 @@ def test_an_answer_cut_by_length_continues_to_its_end(app_server, new_user) -> N
 
 
 @pytest.fixture(scope="module")
-def exact_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """An app service on a float32 model API: bf16 and int4 round a prefill and a decode
-    step differently, so greedy tokens there may flip on a near tie, on some CPUs and not
-    others. In float32 the same prefix leads to the same tokens however it was computed."""
-    model_api = start_model_api(
-        tmp_path_factory.mktemp("exact_model_api"),
-        MODEL_API_KEY=API_KEY,
-        DTYPE="float32",
-        QUANTIZATION="none",
-        ENGINE="sequential",
-    )
-    try:
-        model_api.wait_healthy()
-        yield from app_service_with(tmp_path_factory, model_api, "exact_app")
-    finally:
-        model_api.stop()
+def exact_app(
+    tmp_path_factory: pytest.TempPathFactory, float32_model_api: RunningServer
+) -> Iterator[RunningServer]:
+    """An app service on a float32 model API of each engine (conftest.py says why)."""
+    yield from app_service_with(tmp_path_factory, float32_model_api, "exact_app")
 
 
 def test_a_continued_answer_equals_the_uninterrupted_one(exact_app) -> None:

@@ -32,7 +32,7 @@ class LiveSocket(Protocol):
     """What the registry needs of an open chat socket."""
 
     def end(self, code: int, reason: str) -> None:
-        """Close from the server's side: a streaming answer stops and is stored."""
+        """Close from the server's side; the user's answers go on (turn_registry.py)."""
 
 
 @dataclass

@@ -37,7 +37,9 @@ class TurnRegistry:
         self._activity = activity
         self._max_seconds = max_seconds
         self._lock = threading.RLock()
-        self._turns: dict[str, Turn] = {}  # by conversation id
+        # By (user, conversation): another user's frame naming a conversation id can never
+        # make it busy for its owner (that turn fails as `conversation_not_found`).
+        self._turns: dict[tuple[str, str], Turn] = {}
         self._listeners: dict[str, list[Listener]] = {}  # by user id
         self._threads: dict[Turn, threading.Thread] = {}
         self._closing = False
@@ -64,8 +66,8 @@ class TurnRegistry:
         """Give `listener` the snapshot of the turn running in that conversation, in order
         with the frames it is already getting. False when none is running there."""
         with self._lock:
-            turn = self._turns.get(conversation_id)
-            if turn is None or turn.user_id != user_id:
+            turn = self._turns.get((user_id, conversation_id))
+            if turn is None:
                 return False
             listener(turn.snapshot())
             return True
@@ -88,7 +90,7 @@ class TurnRegistry:
                 raise APIError(
                     503, "The server is restarting; send again in a moment.", code="shutting_down"
                 )
-            running = self._turns.get(request.conversation_id)
+            running = self._turns.get((user_id, request.conversation_id))
             if running is not None:
                 raise APIError(
                     409,
@@ -105,7 +107,7 @@ class TurnRegistry:
                 lock=self._lock,
                 on_end=self._ended,
             )
-            self._turns[request.conversation_id] = turn
+            self._turns[(user_id, request.conversation_id)] = turn
             # A new thread starts with an empty context: the work sets the turn's request id.
             thread = threading.Thread(target=self._run, args=(turn,), name="chat-turn", daemon=True)
             self._threads[turn] = thread
@@ -128,13 +130,14 @@ class TurnRegistry:
 
     def _ended(self, turn: Turn) -> None:
         with self._lock:
-            if self._turns.get(turn.conversation_id) is turn:
-                del self._turns[turn.conversation_id]
+            key = (turn.user_id, turn.conversation_id)
+            if self._turns.get(key) is turn:
+                del self._turns[key]
                 self._activity.end_turn(turn.user_id)
 
-    def running(self, conversation_id: str) -> Turn | None:
+    def running(self, user_id: str, conversation_id: str) -> Turn | None:
         with self._lock:
-            return self._turns.get(conversation_id)
+            return self._turns.get((user_id, conversation_id))
 
     def _turns_of(self, user_id: str) -> list[Turn]:
         return [t for t in self._turns.values() if t.user_id == user_id]
@@ -147,8 +150,8 @@ class TurnRegistry:
         self, user_id: str, conversation_id: str, reason: StopReason = StopReason.USER
     ) -> bool:
         """Stop the user's turn in that conversation (from any of their sockets)."""
-        turn = self.running(conversation_id)
-        if turn is None or turn.user_id != user_id:
+        turn = self.running(user_id, conversation_id)
+        if turn is None:
             return False
         turn.stop(reason)
         return True

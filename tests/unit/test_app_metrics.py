@@ -163,7 +163,7 @@ def run_turn(chat: ChatSocket, frame: dict[str, Any]) -> None:
 
 
 def wait_for_turn(chat: ChatSocket, conversation_id: str) -> None:
-    turn = chat.registry.running(conversation_id)
+    turn = chat.registry.running(chat.user_id, conversation_id)
     assert turn is None or turn.ended.wait(10)
 
 

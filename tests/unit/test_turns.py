@@ -212,10 +212,15 @@ def test_one_turn_per_conversation_others_in_parallel() -> None:
         registry.start("user_1", TurnRequest("send", "conv_1", "b"), "r.2")
     assert (busy.value.status, busy.value.code) == (409, "busy")
     other = registry.start("user_1", TurnRequest("send", "conv_2", "c"), "r.3")
-    assert registry.running("conv_1") is first and registry.running("conv_2") is other
+    # Another user naming the id (their turn fails as not found) never blocks its owner.
+    stranger = registry.start("user_2", TurnRequest("send", "conv_1", "d"), "r.4")
+    assert (
+        registry.running("user_1", "conv_1") is first
+        and registry.running("user_1", "conv_2") is other
+    )
     gate.set()
-    assert first.ended.wait(5) and other.ended.wait(5)
-    assert registry.running("conv_1") is None  # freed before the final frame went out
+    assert first.ended.wait(5) and other.ended.wait(5) and stranger.ended.wait(5)
+    assert registry.running("user_1", "conv_1") is None  # freed before the final frame went out
 
 
 def test_the_per_user_limit_counts_turns_across_conversations() -> None:
@@ -228,7 +233,7 @@ def test_the_per_user_limit_counts_turns_across_conversations() -> None:
     assert limit.value.code == "too_many_active_turns"
     gate.set()
     for n in (1, 2):
-        turn = registry.running(f"conv_{n}")
+        turn = registry.running("user_1", f"conv_{n}")
         assert turn is None or turn.ended.wait(5)
     assert activity.try_start_turn("user_1")  # the places were given back
 
@@ -262,10 +267,10 @@ def test_a_crashing_work_still_frees_its_conversation() -> None:
     registry = TurnRegistry(work, activity, max_seconds=60)
     registry.start("user_1", TurnRequest("send", "conv_1", "x"), "r")
     for _ in range(100):
-        if registry.running("conv_1") is None:
+        if registry.running("user_1", "conv_1") is None:
             break
         threading.Event().wait(0.01)
-    assert registry.running("conv_1") is None and activity.try_start_turn("user_1")
+    assert registry.running("user_1", "conv_1") is None and activity.try_start_turn("user_1")
 
 
 def test_a_broken_listener_does_not_cost_the_others_their_frames() -> None:

@@ -146,7 +146,9 @@ class ChatTurn:
             question = store.message_dict(question_row)
         else:
             question = self._store_user_message(conn, inputs.conversation)
-        settings = sampling(self.settings, inputs.conversation, req.overrides, self.pool.models)
+        settings = sampling(
+            self.settings, inputs.conversation, req.overrides, self.pool.first_model
+        )
         file_ids = context_file_ids(
             question["attachments"], inputs.messages, inputs.existing_file_ids
         )

@@ -1,6 +1,6 @@
 """What a chat turn asks the model with, decided from the stored conversation: the question
 (or the answer to continue), the sampling settings, the history and the files in context.
-Pure functions over `conversation_store.TurnInputs`, apart from asking the model list once.
+Pure functions over `conversation_store.TurnInputs`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def sampling(
     settings: Settings,
     conversation: sqlite3.Row,
     overrides: dict[str, Any],
-    list_models: Callable[[], dict[str, Any]],
+    first_model: Callable[[], str],
 ) -> dict[str, Any]:
     """This turn's settings: the turn's overrides, else the conversation's, else defaults."""
 
@@ -34,7 +34,7 @@ def sampling(
     ceiling = settings.user_max_tokens
     check_max_tokens(pick("max_tokens"), ceiling)
     default_max_tokens = min(settings.chat_max_tokens, ceiling or sys.maxsize)
-    model = pick("model") or settings.default_model or first_model(list_models)
+    model = pick("model") or settings.default_model or first_model()
     return {
         "model": model,
         "system_prompt": pick("system_prompt") or "",
@@ -42,13 +42,6 @@ def sampling(
         "top_p": pick("top_p"),
         "max_tokens": pick("max_tokens") or default_max_tokens,
     }
-
-
-def first_model(list_models: Callable[[], dict[str, Any]]) -> str:
-    models = list_models().get("data") or []
-    if not models:
-        raise APIError(503, "The model service lists no models.", code="no_models")
-    return str(models[0]["id"])
 
 
 def regenerate_target(messages: list[sqlite3.Row]) -> tuple[sqlite3.Row, sqlite3.Row | None]:

@@ -316,6 +316,19 @@ class UpstreamPool:
             raise failure
         return {"object": "list", "data": list(merged.values())}
 
+    def first_model(self) -> str:
+        """The model a chat turn uses when nothing names one: the first that a healthy
+        upstream listed at its last health check, so a turn makes no round trip for it; the
+        model list is asked for only while no check has listed one."""
+        with self._lock:
+            for upstream in self._upstreams:
+                if upstream.healthy and upstream.models:
+                    return upstream.models[0]
+        models = self.models().get("data") or []
+        if not models:
+            raise UpstreamError(503, "The model service lists no models.", code="no_models")
+        return str(models[0]["id"])
+
     @contextmanager
     def _lease(self, upstream: Upstream) -> Iterator[None]:
         with self._lock:

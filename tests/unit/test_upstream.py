@@ -269,6 +269,21 @@ def test_models_is_the_union_of_healthy_upstreams(fakes) -> None:
     assert [m["id"] for m in listing["data"]] == ["alpha", "shared"]
 
 
+def test_a_turns_default_model_comes_from_the_health_check_without_a_round_trip(fakes) -> None:
+    down, up = make_fake(fakes, models=("gone",)), make_fake(fakes, models=("beta", "gamma"))
+    pool = make_pool(down.url, up.url)
+    assert pool.first_model() == "gone"  # nothing checked yet: asked for, in order
+    down.health_status = 500
+    pool.check_health()
+    listed = sum(path == "/v1/models" for path, _, _ in up.seen)
+    assert pool.first_model() == "beta"
+    assert sum(path == "/v1/models" for path, _, _ in up.seen) == listed
+    empty = make_pool(make_fake(fakes, models=()).url)
+    with pytest.raises(UpstreamError) as none:
+        empty.first_model()
+    assert none.value.code == "no_models"
+
+
 # ---- health ---------------------------------------------------------------------------------
 
 

@@ -64,12 +64,39 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-class RssSampler:
-    """Samples a process's VmRSS every `interval` seconds in a thread; `peak` is the max."""
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (children of any of its threads), parents first."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop(0)
+        found.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                queue += [int(child) for child in children.read_text().split()]
+            except OSError:
+                continue  # that thread ended meanwhile
+    return found
 
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
+
+def tree_rss_bytes(pid: int) -> int:
+    """The VmRSS of a process and its descendants, summed (pages they share count twice)."""
+    total = rss_bytes(pid)
+    for child in process_tree(pid)[1:]:
+        try:
+            total += rss_bytes(child)
+        except OSError:
+            continue  # exited meanwhile
+    return total
+
+
+class RssSampler:
+    """Samples a process's VmRSS (with `tree`, its descendants' too) every `interval`
+    seconds in a thread; `peak` is the max."""
+
+    def __init__(self, pid: int, interval: float = 0.1, tree: bool = False) -> None:
         self.pid = pid
         self.interval = interval
+        self._measure = tree_rss_bytes if tree else rss_bytes
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -77,7 +104,7 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.peak = max(self.peak, rss_bytes(self.pid))
+                self.peak = max(self.peak, self._measure(self.pid))
             except OSError:
                 return
             self._stop.wait(self.interval)
@@ -119,6 +146,9 @@ class EngineServers:
     @property
     def worker_pid(self) -> int:
         return worker_pid(self.model_api.proc.pid)
+
+    def rss_sampler(self) -> RssSampler:
+        return RssSampler(self.worker_pid)
 
     def targets(self) -> list[Target]:
         found = [

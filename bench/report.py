@@ -93,13 +93,107 @@ def format_comparisons(rows: list[dict]) -> str:
     return "\n".join(lines) if lines else "(nothing to compare: one engine, direct only)"
 
 
-def write_json(path: Path, meta: dict, levels: list[LevelResult], rows: list[dict]) -> None:
+# chatstack's configuration that the peers are measured against.
+OURS = "batching"
+
+
+def peer_ratios(levels: list[LevelResult], peers: list[str], ours: str = OURS) -> list[dict]:
+    """Per C: `ours` (direct) over each peer that answered, then over the best of them (the
+    most tok/s at that C). tok/s above 1 is ours faster; TTFT and TPOT below 1 ours shorter."""
+    rows = []
+    for c in sorted({level.concurrency for level in levels}):
+        mine = _find(levels, ours, "direct", c)
+        if mine is None:
+            continue
+        found = [_find(levels, name, "direct", c) for name in peers]
+        answered = [peer for peer in found if peer is not None and peer.throughput_tok_s > 0]
+        rows += [_peer_row(ours, mine, peer, best=False) for peer in answered]
+        if answered:
+            best = max(answered, key=lambda peer: peer.throughput_tok_s)
+            rows.append(_peer_row(ours, mine, best, best=True))
+    return rows
+
+
+def _peer_row(ours: str, mine: LevelResult, peer: LevelResult, best: bool) -> dict:
+    return {
+        "kind": f"{ours}/best peer" if best else f"{ours}/{peer.target}",
+        "concurrency": mine.concurrency,
+        "peer": peer.target,
+        "best": best,
+        "throughput_ratio": mine.throughput_tok_s / peer.throughput_tok_s,
+        "ttft_p50_ratio": _ratio(mine.ttft_p50_s, peer.ttft_p50_s),
+        "ttft_p95_ratio": _ratio(mine.ttft_p95_s, peer.ttft_p95_s),
+        "tpot_p50_ratio": _ratio(mine.tpot_p50_s, peer.tpot_p50_s),
+    }
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"x{value:.2f}"
+
+
+def format_peer_ratios(rows: list[dict], peers: list[str], ours: str = OURS) -> str:
+    """A matrix of tok/s ratios (C × peer, then the best peer), and per C the best peer's
+    TTFT and TPOT ratios."""
+    if not rows:
+        return f"(no peer ratios: {ours} or every peer is missing from the run)"
+    width = max(12, *(len(name) + 1 for name in peers))
+    lines = [
+        f"{ours} / peer, tok/s (above 1: {ours} faster)",
+        f"{'C':>3}  " + "".join(f"{name:>{width}}" for name in peers) + "  best peer",
+    ]
+    for c in dict.fromkeys(row["concurrency"] for row in rows):
+        at_c = [row for row in rows if row["concurrency"] == c]
+        by_peer = {row["peer"]: row for row in at_c if not row["best"]}
+        cells = "".join(
+            f"{_times(by_peer[name]['throughput_ratio']) if name in by_peer else '-':>{width}}"
+            for name in peers
+        )
+        best = next(row for row in at_c if row["best"])
+        lines.append(f"{c:>3}  {cells}  {_times(best['throughput_ratio'])} ({best['peer']})")
+    lines.append(f"{ours} / best peer, latency (below 1: {ours} shorter)")
+    for row in rows:
+        if row["best"]:
+            lines.append(
+                f"  C={row['concurrency']:<3} {row['peer']:<22} "
+                f"TTFT p50 {_times(row['ttft_p50_ratio'])}  "
+                f"TTFT p95 {_times(row['ttft_p95_ratio'])}  "
+                f"TPOT p50 {_times(row['tpot_p50_ratio'])}"
+            )
+    return "\n".join(lines)
+
+
+def write_json(
+    path: Path,
+    meta: dict,
+    levels: list[LevelResult],
+    rows: list[dict],
+    peer_rows: list[dict] | None = None,
+) -> None:
     body = {"meta": meta, "levels": [level.to_dict() for level in levels], "ratios": rows}
+    if peer_rows is not None:
+        body["peer_ratios"] = peer_rows
     path.write_text(json.dumps(body, indent=2) + "\n")
 
 
-def write_chart(path: Path, levels: list[LevelResult], title: str) -> bool:
-    """Throughput and TTFT p50 against C, one line per target; False without matplotlib."""
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+# The chart's panels: title, y label, the value of a level.
+PANELS = (
+    ("throughput", "output tokens/s", lambda lv: lv.throughput_tok_s),
+    ("TTFT p50", "seconds", lambda lv: _nan(lv.ttft_p50_s)),
+    ("TTFT p95", "seconds", lambda lv: _nan(lv.ttft_p95_s)),
+    ("TPOT p50", "seconds", lambda lv: _nan(lv.tpot_p50_s)),
+    ("peak RSS", "GB", lambda lv: lv.peak_rss_bytes / 2**30 if lv.peak_rss_bytes else _nan(None)),
+)
+
+
+def write_chart(
+    path: Path, levels: list[LevelResult], title: str, peer_rows: list[dict] | None = None
+) -> bool:
+    """Throughput, TTFT p50/p95, TPOT p50 and peak RSS against C, one line per target, and
+    with peers the ratios of ours to the best peer; False without matplotlib."""
     try:
         import matplotlib
 
@@ -107,25 +201,36 @@ def write_chart(path: Path, levels: list[LevelResult], title: str) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, (tput, ttft) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for target in dict.fromkeys(level.target for level in levels):
-        rows = sorted((lv for lv in levels if lv.target == target), key=lambda lv: lv.concurrency)
-        cs = [lv.concurrency for lv in rows]
-        tput.plot(cs, [lv.throughput_tok_s for lv in rows], marker="o", label=target)
-        ttft.plot(
-            cs,
-            [lv.ttft_p50_s if lv.ttft_p50_s is not None else float("nan") for lv in rows],
-            marker="o",
-            label=target,
-        )
-    tput.set(xlabel="concurrent streams (C)", ylabel="output tokens/s", title="throughput")
-    ttft.set(xlabel="concurrent streams (C)", ylabel="seconds", title="TTFT p50")
+    fig, grid = plt.subplots(2, 3, figsize=(15, 8))
+    axes = list(grid.flat)
     levels_c = sorted({lv.concurrency for lv in levels})
-    for axis in (tput, ttft):
+    for axis, (name, unit, value) in zip(axes, PANELS, strict=False):
+        for target in dict.fromkeys(level.target for level in levels):
+            rows = sorted(
+                (lv for lv in levels if lv.target == target), key=lambda lv: lv.concurrency
+            )
+            axis.plot(
+                [lv.concurrency for lv in rows],
+                [value(lv) for lv in rows],
+                marker="o",
+                label=target,
+            )
+        axis.set(xlabel="concurrent streams (C)", ylabel=unit, title=name)
+    ratios = axes[len(PANELS)]
+    best = [row for row in peer_rows or () if row["best"]]
+    if best:
+        cs = [row["concurrency"] for row in best]
+        ratios.plot(cs, [row["throughput_ratio"] for row in best], marker="o", label="tok/s")
+        ratios.plot(cs, [_nan(row["ttft_p95_ratio"]) for row in best], marker="o", label="TTFT p95")
+        ratios.axhline(1.0, color="grey", linewidth=0.8)
+        ratios.set(xlabel="concurrent streams (C)", ylabel="ratio", title=f"{OURS} / best peer")
+    else:
+        ratios.set_visible(False)
+    for axis in axes[: len(PANELS) + bool(best)]:
         axis.set_xscale("log", base=2)
         axis.set_xticks(levels_c, [str(c) for c in levels_c])
         axis.grid(True, alpha=0.3)
-        axis.legend()
+        axis.legend(fontsize="small")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

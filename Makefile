@@ -66,7 +66,9 @@ web/node_modules/.package-lock.json: web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
 
 ## bench: load the model API (each engine, interleaved) with concurrent streams; not part
-## of `make test`. Options: make bench ARGS="--quick" or ARGS="--full-stack" (see docs/benchmark.md)
+## of `make test`. Options: make bench ARGS="--quick" or ARGS="--full-stack", or ARGS="--peers"
+## to run llama.cpp's llama-server, vLLM's CPU build and transformers serve in the same rounds
+## (installed once into .cache/peers/, ~10 min; see docs/benchmark.md)
 .PHONY: bench
 bench: install
 	@$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q 'matplotlib>=3.8'

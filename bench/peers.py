@@ -334,8 +334,8 @@ def start_llama_server(
         returncode, log = server.proc.poll(), log_text(server)
         if needs_no_repack(returncode, log, flags, no_repack):
             note = (
-                f"{name} {problem} (exit {returncode}, the repacked Q4_1 path, e.g. AMX "
-                "`tilezero` on Intel): retried with --no-repack"
+                f"{name} {problem} (exit {returncode}; its repacked Q4_1 path dies so on "
+                "Intel AMX, `tilezero`): retried with --no-repack"
             )
             print(f"  {note}", flush=True)
             notes.append(note)

@@ -223,6 +223,7 @@ def write_chart(
         ratios.plot(cs, [row["throughput_ratio"] for row in best], marker="o", label="tok/s")
         ratios.plot(cs, [_nan(row["ttft_p95_ratio"]) for row in best], marker="o", label="TTFT p95")
         ratios.axhline(1.0, color="grey", linewidth=0.8)
+        ratios.set_yscale("log")  # 0.5× and 2× equally far from 1
         ratios.set(xlabel="concurrent streams (C)", ylabel="ratio", title=f"{OURS} / best peer")
     else:
         ratios.set_visible(False)

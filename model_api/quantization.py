@@ -47,15 +47,52 @@ class Int4Linear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3 and x.shape[1] > 1:  # [batch, prompt tokens, features]: a prefill
-            return torch.nn.functional.linear(x.to(torch.bfloat16), self.dense)
-        rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
-        out = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            rows, self.packed, GROUP_SIZE, self.scales_and_zeros
+            return self.prefill(x)
+        rows = x.reshape(-1, self.in_features)
+        return self.decode(rows).reshape(*x.shape[:-1], self.out_features)
+
+    def decode(self, rows: torch.Tensor) -> torch.Tensor:
+        """[rows, in] → [rows, out] with the int4 kernel (bf16 out)."""
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(
+            rows.to(torch.bfloat16), self.packed, GROUP_SIZE, self.scales_and_zeros
         )
-        return out.reshape(*x.shape[:-1], self.out_features)
+
+    def prefill(self, rows: torch.Tensor) -> torch.Tensor:
+        """Prompt tokens through the dense copy."""
+        return torch.nn.functional.linear(rows.to(self.dense.dtype), self.dense)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int4"
+
+
+class Int8Linear(torch.nn.Module):
+    """A bias-free linear with one int8 code per weight and one scale per output row.
+
+    For the output projection (tied to the embeddings, 8-bit in the embedded model's
+    GGUF): 4 bits there would change which token wins, bf16 reads twice the bytes. The
+    same codes serve as the embedding table (`embed`), so a tied model holds them once.
+    """
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        weight = weight.detach().float()
+        self.out_features, self.in_features = weight.shape
+        scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
+        codes = (weight / scales.unsqueeze(1)).round().clamp(-127, 127).to(torch.int8)
+        self.register_buffer("codes", codes)
+        self.register_buffer("scales", scales.to(torch.bfloat16))
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), self.codes, self.scales)
+
+    decode = prefill = forward
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Rows of the weight for token ids, in bf16 (an embedding lookup)."""
+        return self.codes[ids].to(torch.bfloat16) * self.scales[ids].unsqueeze(-1)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
 def four_bit_codes(
@@ -129,20 +166,31 @@ def quantizable_linears(model: torch.nn.Module) -> list[Swap]:
     return found
 
 
-def quantize_int4(model: torch.nn.Module, force: bool) -> int:
-    """Swap each quantizable linear for an Int4Linear; how many were swapped.
+def int4_linears(weights: list[torch.Tensor], force: bool) -> list[Int4Linear] | None:
+    """An Int4Linear per weight, or None when some weight is not 4-bit and not `force`.
 
-    Without `force` nothing changes unless every weight is already 4-bit (lossless);
-    with it, weights that are not are cut to 4 bits (lossy, logged). The rest of the
-    model must then run in bf16, the kernel's activation type.
+    Without `force` nothing is built unless every weight is already 4-bit (lossless);
+    with it, weights that are not are cut to 4 bits (lossy, logged).
     """
-    linears = quantizable_linears(model)
-    exact = [four_bit_codes(linear.weight) for _, _, linear in linears]
+    exact = [four_bit_codes(weight) for weight in weights]
     lossy = sum(codes is None for codes in exact)
-    if not linears or (lossy and not force):
-        return 0
-    for (parent, name, linear), codes in zip(linears, exact, strict=True):
-        setattr(parent, name, Int4Linear(*(codes or min_max_codes(linear.weight))))
+    if not weights or (lossy and not force):
+        return None
     if lossy:
-        log.warning("int4: %d of %d linears were not 4-bit and lost precision", lossy, len(linears))
+        log.warning("int4: %d of %d linears were not 4-bit and lost precision", lossy, len(weights))
+    return [
+        Int4Linear(*(codes or min_max_codes(weight)))
+        for weight, codes in zip(weights, exact, strict=True)
+    ]
+
+
+def quantize_int4(model: torch.nn.Module, force: bool) -> int:
+    """Swap each quantizable linear for an Int4Linear (see int4_linears); how many were
+    swapped. The rest of the model must then run in bf16, the kernel's activation type."""
+    linears = quantizable_linears(model)
+    built = int4_linears([linear.weight for _, _, linear in linears], force)
+    if built is None:
+        return 0
+    for (parent, name, _), int4 in zip(linears, built, strict=True):
+        setattr(parent, name, int4)
     return len(linears)

@@ -10,6 +10,7 @@ from model_api.loading import ModelLoadError, wants_int4
 from model_api.quantization import (
     GROUP_SIZE,
     Int4Linear,
+    Int8Linear,
     four_bit_codes,
     min_max_codes,
     quantize_int4,
@@ -108,3 +109,17 @@ def test_when_int4_is_tried(env: dict[str, str], device: str, expected: bool) ->
 def test_impossible_int4_requests_are_refused_clearly(env: dict[str, str], device: str) -> None:
     with pytest.raises(ModelLoadError, match="QUANTIZATION=int4"):
         wants_int4(Settings.from_env(env), torch.device(device))
+
+
+def test_int8_output_projection_is_close_and_row_invariant() -> None:
+    torch.manual_seed(4)
+    weight = torch.randn(96, 64)
+    head = Int8Linear(weight)
+    rows = torch.randn(6, 64).bfloat16()
+    expected = rows.float() @ weight.t()
+    got = head(rows).float()
+    assert (got - expected).abs().max() < 0.02 * expected.abs().max()
+    for i in range(6):
+        assert torch.equal(head(rows[i : i + 1]), got[i : i + 1].bfloat16())
+    ids = torch.tensor([3, 0, 95])
+    torch.testing.assert_close(head.embed(ids).float(), weight[ids], atol=0.02, rtol=0.01)

@@ -20,6 +20,7 @@ import torch
 from chatstack.logs import current_request_id
 from model_api.detokenize import IncrementalDetokenizer
 from model_api.loading import LoadedModel
+from model_api.runners import make_runner
 from model_api.sampling import Sampler, SamplingParams
 from model_api.stops import StopMatcher
 
@@ -189,6 +190,7 @@ class SequentialEngine(GenerationThread):
 
     def __init__(self, loaded: LoadedModel, max_waiting: int = 64) -> None:
         self.loaded = loaded
+        self.runner = make_runner(loaded, max_rows=1, batched=False)
         self.busy = threading.Event()
         super().__init__(capacity=1 + max_waiting)
 
@@ -222,20 +224,21 @@ class SequentialEngine(GenerationThread):
                 self.busy.clear()
 
     def _generate(self, handle: GenerationHandle, output: SequenceOutput) -> None:
-        model, device = self.loaded.model, self.loaded.device
-        sampler = Sampler(handle.params, self.loaded.vocab_size, device)
-        input_ids = torch.tensor([handle.prompt_ids], dtype=torch.long, device=device)
-        cache = None
+        runner = self.runner
+        sampler = Sampler(handle.params, self.loaded.vocab_size, self.loaded.device)
         with torch.inference_mode():
-            while not handle.cancelled:
-                # logits_to_keep=1: a long prompt's prefill would otherwise materialise
-                # logits for every position (prompt length × vocabulary floats).
-                out = model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1)
-                cache = out.cache
-                token = sampler.next_token(out.logits[0, -1].float())
-                if output.push_token(token):
-                    return
-                input_ids = torch.tensor([[token]], dtype=torch.long, device=device)
+            if handle.cancelled:
+                return
+            runner.open(handle, len(handle.prompt_ids))
+            try:
+                logits = runner.prefill([(handle, handle.prompt_ids)])[0]
+                while not handle.cancelled:
+                    token = sampler.next_token(logits)
+                    if output.push_token(token):
+                        return
+                    logits = runner.decode([handle], [token])[0]
+            finally:
+                runner.close([handle])
         log.info(
             "generation cancelled after %d tokens",
             output.completion_tokens,

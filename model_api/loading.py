@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import logging
 import resource
 import time
@@ -33,6 +36,11 @@ class LoadedModel:
     vocab_size: int
     eos_token_ids: frozenset[int]
     quantization: str = "none"  # "int4" when the linears run 4-bit (model_api/quantization.py)
+    decoder: Any = None  # a LlamaDecoder when chatstack's own forward runs the model
+
+    @property
+    def config(self) -> Any:
+        return (self.decoder or self.model).config
 
     @property
     def has_chat_template(self) -> bool:
@@ -126,7 +134,8 @@ def pretrained_source(model_path: str) -> tuple[str, dict[str, str]]:
 
 
 def load_model(settings: Settings) -> LoadedModel:
-    """Tokenizer first, then weights; eval mode on the chosen device and dtype."""
+    """Tokenizer first, then weights; eval mode on the chosen device and dtype; then
+    chatstack's own decoder for a Llama-family model on a CPU, transformers' otherwise."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = resolve_device(settings.device)
@@ -143,17 +152,44 @@ def load_model(settings: Settings) -> LoadedModel:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=load_dtype, **extra)
         model.to(device)
         model.eval()
-    quantization = "none"
+    max_len = model_len(settings, model.config)
+    eos_ids = eos_token_ids(model, tokenizer)
+    loaded = LoadedModel(
+        tokenizer=tokenizer,
+        model=model,
+        device=device,
+        dtype=dtype,
+        max_model_len=max_len,
+        vocab_size=int(model.config.vocab_size),
+        eos_token_ids=eos_ids,
+    )
+    reason = decoder_unsupported(settings, model, device)
+    if reason is None:
+        with logged_step("decoder", device):
+            use_own_decoder(loaded, settings, try_int4)
+            del model  # the decoder holds its own copies of the weights
+            release_memory()
+        log.info(
+            "decoder: chatstack's own Llama forward, %s linears, output projection %s",
+            loaded.quantization,
+            "int8" if loaded.quantization == "int4" else str(loaded.dtype).removeprefix("torch."),
+        )
+        return loaded
+    log.info("decoder: transformers' forward (%s)", reason)
     if try_int4:
         with logged_step("int4 linears", device):
             swapped = quantize_int4(model, force=settings.quantization == "int4")
         if swapped:
-            quantization, dtype = "int4", torch.bfloat16
+            loaded.quantization, loaded.dtype = "int4", torch.bfloat16
             log.info("int4: %d linears run 4-bit, the rest of the model in bfloat16", swapped)
         else:
             log.info("int4: the weights are not 4-bit; QUANTIZATION=int4 would cut them")
-        model.to(dtype)
-    config = model.config
+        model.to(loaded.dtype)
+    return loaded
+
+
+def model_len(settings: Settings, config: Any) -> int:
+    """MAX_MODEL_LEN, or the model's trained length; never more than that."""
     trained_len = int(getattr(config, "max_position_embeddings", 2048))
     max_len = settings.max_model_len or trained_len
     if max_len > trained_len:
@@ -161,16 +197,45 @@ def load_model(settings: Settings) -> LoadedModel:
             "MAX_MODEL_LEN %d exceeds the model's %d; using %d", max_len, trained_len, trained_len
         )
         max_len = trained_len
-    return LoadedModel(
-        tokenizer=tokenizer,
-        model=model,
-        device=device,
-        dtype=dtype,
-        max_model_len=int(max_len),
-        vocab_size=int(config.vocab_size),
-        eos_token_ids=eos_token_ids(model, tokenizer),
-        quantization=quantization,
+    return int(max_len)
+
+
+def decoder_unsupported(settings: Settings, model: Any, device: torch.device) -> str | None:
+    """Why the model keeps transformers' forward; None when chatstack's decoder runs it."""
+    if settings.decoder == "transformers":
+        return "DECODER=transformers"
+    from model_api.llama_decoder import unsupported_reason
+
+    return unsupported_reason(model, device)
+
+
+def use_own_decoder(loaded: LoadedModel, settings: Settings, try_int4: bool) -> None:
+    """Replace the transformers model by a LlamaDecoder of the same weights, checked for
+    row invariance on this CPU."""
+    from model_api.llama_decoder import LlamaDecoder
+
+    force = settings.quantization == "int4"
+    decoder = LlamaDecoder(
+        loaded.model, int4=force if try_int4 else None, max_len=loaded.max_model_len
     )
+    if try_int4 and decoder.quantization == "none":
+        log.info("int4: the weights are not 4-bit; QUANTIZATION=int4 would cut them")
+    if settings.engine == "batching":
+        decoder.calibrate(
+            max_batch=settings.max_batch_size,
+            max_prefill_rows=2 * settings.prefill_chunk_tokens,
+            max_len=loaded.max_model_len,
+        )
+    loaded.decoder, loaded.model = decoder, None
+    loaded.quantization, loaded.dtype = decoder.quantization, decoder.dtype
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc's malloc_trim):
+    the fp32 weights freed after quantization otherwise stay resident."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: it keeps what it keeps
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def count_added_tokens_as_control(tokenizer: Any) -> None:

@@ -40,6 +40,7 @@ class Settings:
     max_waiting: int = 64
     prefill_chunk_tokens: int = 256
     kv_cache_mb: int = 1024
+    decoder: str = "auto"  # "transformers": transformers' forward even where ours applies
 
     def __post_init__(self) -> None:
         if not self.threads:
@@ -86,6 +87,7 @@ class Settings:
             max_waiting=env_int(env, "MAX_WAITING", 64, minimum=1),
             prefill_chunk_tokens=env_int(env, "PREFILL_CHUNK_TOKENS", 256, minimum=16),
             kv_cache_mb=env_int(env, "KV_CACHE_MB", 1024, minimum=16),
+            decoder=env_choice(env, "DECODER", "auto", ("auto", "transformers")),
         )
         check_threads(settings)
         return settings

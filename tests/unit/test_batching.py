@@ -1,63 +1,47 @@
-"""The batching engine on a tiny random Llama: batched greedy tokens equal lone ones,
-and a full queue refuses with EngineBusy."""
+"""The batching engine on a tiny random Llama, with either runner: batched greedy tokens
+equal lone ones, and a full queue refuses with EngineBusy."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 import torch
 
-from model_api.batching import BatchingEngine, _pad_left, kv_bytes_per_token
+from model_api.batching import BatchingEngine, kv_bytes_per_token
 from model_api.engine import Delta, EngineBusy, Finished
 from model_api.loading import LoadedModel
-from model_api.quantization import quantize_int4
+from model_api.runners import pad_left
 from model_api.sampling import SamplingParams
 from model_api.settings import Settings
-
-VOCAB = 64
-
-
-class TokenNames:
-    """A tokenizer stand-in: each id decodes to its own bracketed name."""
-
-    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
-        return "".join(f"<{i}>" for i in ids)
+from tests.unit.tiny_models import tiny_llama
 
 
-def tiny_llama(quantization: str) -> LoadedModel:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=64,  # a multiple of the int4 kernel's group of 32
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-    )
-    model = LlamaForCausalLM(config).eval()
-    dtype = torch.float32
-    if quantization == "int4":
-        assert quantize_int4(model, force=True) > 0
-        dtype = torch.bfloat16
-        model.to(dtype)
-    return LoadedModel(
-        tokenizer=TokenNames(),
-        model=model,
-        device=torch.device("cpu"),
-        dtype=dtype,
-        max_model_len=256,
-        vocab_size=VOCAB,
-        eos_token_ids=frozenset(),
-        quantization=quantization,
-    )
-
-
-@pytest.fixture(scope="module", params=["none", "int4"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        ("none", "transformers"),
+        ("int4", "transformers"),
+        ("none", "decoder"),
+        ("int4", "decoder"),
+    ],
+    ids=lambda p: "-".join(p),
+)
 def loaded(request: pytest.FixtureRequest) -> LoadedModel:
-    """The same tiny model in fp32, and with int4 linears in bf16 (the CPU default)."""
-    return tiny_llama(request.param)
+    """The same tiny model in fp32 and with int4 linears in bf16 (the CPU default), run by
+    transformers' forward and by chatstack's own decoder."""
+    return tiny_llama(*request.param)
+
+
+def settled_stats(engine: BatchingEngine) -> dict[str, int]:
+    """stats() once the engine has freed what its last answer held: the Finished event
+    reaches the reader a moment before the engine's thread frees the sequence's KV."""
+    deadline = time.monotonic() + 5
+    while (stats := engine.stats())["running"] or stats["kv_cache_tokens"]:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    return stats
 
 
 def text_of(handle) -> str:
@@ -82,7 +66,7 @@ def test_batched_greedy_equals_alone(loaded: LoadedModel) -> None:
     alone = [text_of(engine.submit(p, g)) for p, g in zip(PROMPTS, greedy, strict=True)]
     handles = [engine.submit(p, g) for p, g in zip(PROMPTS, greedy, strict=True)]
     assert [text_of(h) for h in handles] == alone
-    stats = engine.stats()
+    stats = settled_stats(engine)
     assert (stats["running"], stats["waiting"], stats["batch_size"]) == (0, 0, 0)
     assert stats["kv_cache_tokens"] == 0
 
@@ -110,9 +94,9 @@ def test_full_queue_refuses_and_cancelled_waiters_free_places(loaded: LoadedMode
 
 def test_pad_left_pads_the_sequence_dimension() -> None:
     keys = torch.ones(1, 2, 3, 4)
-    assert _pad_left(keys, 5).shape == (1, 2, 5, 4)
-    assert _pad_left(keys, 5)[:, :, :2].abs().sum() == 0
-    assert _pad_left(torch.ones(2, 3, dtype=torch.long), 4).tolist() == [[0, 1, 1, 1]] * 2
+    assert pad_left(keys, 5).shape == (1, 2, 5, 4)
+    assert pad_left(keys, 5)[:, :, :2].abs().sum() == 0
+    assert pad_left(torch.ones(2, 3, dtype=torch.long), 4).tolist() == [[0, 1, 1, 1]] * 2
 
 
 def test_engine_settings_are_read_from_the_environment() -> None:
@@ -150,7 +134,7 @@ def test_a_full_kv_cache_makes_requests_wait_not_fail(loaded: LoadedModel) -> No
     handles = [engine.submit(PROMPTS[3], greedy) for _ in range(3)]
     assert [text_of(h) for h in handles] == [alone] * 3
     assert max(active) == 1  # the others waited instead of joining
-    assert engine.stats()["kv_cache_tokens"] == 0
+    assert settled_stats(engine)["kv_cache_tokens"] == 0
 
 
 def test_engine_log_lines_carry_the_request_id(loaded: LoadedModel, caplog) -> None:

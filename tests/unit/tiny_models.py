@@ -1,0 +1,61 @@
+"""A tiny random Llama for the model API's unit tests, run by either runner."""
+
+from __future__ import annotations
+
+import torch
+
+from model_api.llama_decoder import LlamaDecoder
+from model_api.loading import LoadedModel
+from model_api.quantization import quantize_int4
+
+VOCAB = 64
+MAX_LEN = 256
+
+
+class TokenNames:
+    """A tokenizer stand-in: each id decodes to its own bracketed name."""
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return "".join(f"<{i}>" for i in ids)
+
+
+def tiny_transformers_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=64,  # a multiple of the int4 kernel's group of 32
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=MAX_LEN,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def tiny_llama(quantization: str, runner: str = "transformers") -> LoadedModel:
+    """The tiny model in fp32 ("none") or with int4 linears in bf16 (forced: its weights
+    are random), run by transformers' forward or by chatstack's decoder (calibrated)."""
+    model = tiny_transformers_llama()
+    loaded = LoadedModel(
+        tokenizer=TokenNames(),
+        model=model,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        max_model_len=MAX_LEN,
+        vocab_size=VOCAB,
+        eos_token_ids=frozenset(),
+        quantization=quantization,
+    )
+    if runner == "decoder":
+        int4 = True if quantization == "int4" else None
+        decoder = LlamaDecoder(model, int4=int4, max_len=MAX_LEN)
+        decoder.calibrate(max_batch=8, max_prefill_rows=64, max_len=MAX_LEN)
+        loaded.model, loaded.decoder, loaded.dtype = None, decoder, decoder.dtype
+    elif quantization == "int4":
+        assert quantize_int4(model, force=True) > 0
+        loaded.dtype = torch.bfloat16
+        model.to(torch.bfloat16)
+    return loaded

@@ -36,6 +36,8 @@ CONFIGS: dict[str, dict[str, str]] = {
     "baseline": {"ENGINE": "sequential", "QUANTIZATION": "none"},
     "sequential": {"ENGINE": "sequential"},
     "batching": {"ENGINE": "batching"},
+    # The batching engine on transformers' forward (before chatstack's own decoder).
+    "batching-transformers": {"ENGINE": "batching", "DECODER": "transformers"},
 }
 ENGINES = tuple(CONFIGS)
 

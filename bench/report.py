@@ -199,6 +199,7 @@ def write_chart(
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return False
     fig, grid = plt.subplots(2, 3, figsize=(15, 8))
@@ -224,6 +225,9 @@ def write_chart(
         ratios.plot(cs, [_nan(row["ttft_p95_ratio"]) for row in best], marker="o", label="TTFT p95")
         ratios.axhline(1.0, color="grey", linewidth=0.8)
         ratios.set_yscale("log")  # 0.5× and 2× equally far from 1
+        times = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}×")
+        ratios.yaxis.set_major_formatter(times)
+        ratios.yaxis.set_minor_formatter(times)
         ratios.set(xlabel="concurrent streams (C)", ylabel="ratio", title=f"{OURS} / best peer")
     else:
         ratios.set_visible(False)

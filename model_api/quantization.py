@@ -81,11 +81,28 @@ class Int8Linear(torch.nn.Module):
         codes = (weight / scales.unsqueeze(1)).round().clamp(-127, 127).to(torch.int8)
         self.register_buffer("codes", codes)
         self.register_buffer("scales", scales.to(torch.bfloat16))
+        self.register_buffer("exact_scales", scales)
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), self.codes, self.scales)
 
     decode = prefill = forward
+
+    def refine_near_max(self, rows: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """`logits` (float, from forward) with those within bf16's rounding of each row's
+        maximum recomputed in float32, in place.
+
+        The kernel writes bf16, whose steps near a logit of 25 are 0.125: the top two tokens
+        of a confident answer often come out equal, and greedy decoding would then choose
+        between them by rounding, not by the model. Each candidate is one dot product, the
+        same whatever else is in the batch.
+        """
+        top = logits.max(dim=-1, keepdim=True).values
+        near = logits >= top - top.abs() * 2**-7
+        row, column = near.nonzero(as_tuple=True)
+        dots = (rows[row].float() * self.codes[column].float()).sum(dim=-1)
+        logits[row, column] = dots * self.exact_scales[column]
+        return logits
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Rows of the weight for token ids, in bf16 (an embedding lookup)."""

@@ -123,3 +123,16 @@ def test_int8_output_projection_is_close_and_row_invariant() -> None:
         assert torch.equal(head(rows[i : i + 1]), got[i : i + 1].bfloat16())
     ids = torch.tensor([3, 0, 95])
     torch.testing.assert_close(head.embed(ids).float(), weight[ids], atol=0.02, rtol=0.01)
+
+
+def test_near_ties_of_int8_logits_are_decided_in_float32() -> None:
+    torch.manual_seed(5)
+    base = torch.randn(64)
+    weight = torch.stack([base, base * 1.001, -base])  # logits 0.1 % apart: one bf16 step
+    head = Int8Linear(weight)
+    rows = (base / base.norm() * 5).bfloat16().unsqueeze(0)  # a logit of ~25
+    rounded = head(rows).float()
+    assert rounded[0, 0] == rounded[0, 1]  # bf16 cannot tell them apart
+    refined = head.refine_near_max(rows, rounded.clone())
+    assert int(refined.argmax()) == 1
+    assert refined[0, 2] == rounded[0, 2]  # far from the top: left as it was

@@ -12,12 +12,8 @@ A one-token query attends with two small matmuls in fp32 rather than SDPA's flas
 kernel: per row that kernel's set-up costs more than the arithmetic (~60 µs against
 ~40 µs a row and layer here).
 
-chatstack's own Llama decoder (llama_decoder.py) keeps its KV in rows that start at column
-0 (kv_slots.py), so its decode step can attend for the whole batch at once
-(`decode_attention`): padding sits after a row's keys, where it only ever adds exact zeros,
-and the width is rounded up to a whole ATTENTION_BLOCK alone as in a batch. Whether the
-kernels then give each row the same bits is checked at start (invariance.py); where they do
-not, `decode_attention_by_row` is the fallback.
+chatstack's own Llama decoder keeps its KV in rows that start at column 0 and attends for
+the whole batch at once instead (decode_attention.py).
 """
 
 from __future__ import annotations
@@ -27,7 +23,6 @@ from typing import Any
 import torch
 
 ROW_ATTENTION = "chatstack_rows"
-ATTENTION_BLOCK = 32  # decode_attention's width step: a divisor of kv_slots.GROWTH_TOKENS
 
 
 def row_attention(
@@ -86,48 +81,3 @@ def use_row_attention(model: Any) -> None:
     AttentionInterface.register(ROW_ATTENTION, row_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(ROW_ATTENTION, sdpa_mask)
     model.set_attn_implementation(ROW_ATTENTION)
-
-
-def decode_attention(
-    query: torch.Tensor,
-    keys: torch.Tensor,
-    values: torch.Tensor,
-    lengths: torch.Tensor,
-    scaling: float,
-) -> torch.Tensor:
-    """One query token per row over that row's first `lengths[r]` keys, the batch at once.
-
-    query [rows, heads, dim]; keys/values [≥ rows, kv_heads, capacity, dim] with finite
-    values everywhere (a column past a row's length gets weight exactly 0); lengths [rows]
-    (a row of length 0 is an unused row: its output is undefined). → [rows, heads, dim].
-    """
-    rows, heads, dim = query.shape
-    kv_heads = keys.shape[1]
-    width = _round_up(int(lengths.max()), ATTENTION_BLOCK)
-    k, v = keys[:rows, :, :width], values[:rows, :, :width]
-    grouped = query.reshape(rows, kv_heads, heads // kv_heads, dim).float()
-    scores = torch.matmul(grouped, k.float().transpose(-1, -2)).mul_(scaling)
-    padding = torch.arange(width, device=query.device) >= lengths.unsqueeze(-1)
-    scores.masked_fill_(padding[:, None, None, :], float("-inf"))
-    out = torch.matmul(scores.softmax(dim=-1), v.float())
-    return out.reshape(rows, heads, dim).to(query.dtype)
-
-
-def decode_attention_by_row(
-    query: torch.Tensor,
-    keys: torch.Tensor,
-    values: torch.Tensor,
-    lengths: torch.Tensor,
-    scaling: float,
-) -> torch.Tensor:
-    """decode_attention one row at a time over exactly its keys: exact by construction."""
-    out = torch.empty_like(query)
-    for r, n in enumerate(lengths.tolist()):
-        if n:
-            one = query[r].unsqueeze(1)  # [heads, 1, dim]
-            out[r] = _attend_one_token(one, keys[r, :, :n], values[r, :, :n], scaling)[0]
-    return out
-
-
-def _round_up(n: int, step: int) -> int:
-    return -(-n // step) * step

@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import torch
 
+from model_api.decode_attention import DecodeRows
+
 log = logging.getLogger(__name__)
 
 QUANTA = (1, 2, 4, 8, 16)  # row-count multiples tried, smallest first
@@ -79,7 +81,7 @@ def row_quantum(
 
 
 AttentionFunction = Callable[
-    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor
+    [torch.Tensor, torch.Tensor, torch.Tensor, DecodeRows, float], torch.Tensor
 ]
 
 
@@ -103,19 +105,21 @@ def attention_is_row_invariant(
     def rand(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=generator).to(device=device, dtype=dtype)
 
-    keys, values = (
-        rand(rows, kv_heads, capacity, head_dim),
-        rand(rows, kv_heads, capacity, head_dim),
-    )
+    keys = rand(rows, kv_heads, capacity, head_dim)
+    values = rand(rows, kv_heads, capacity, head_dim)
     query = rand(rows, heads, head_dim)
-    scaling = head_dim**-0.5
+    scale = head_dim**-0.5
     for trial in range(trials):
         longest = max_len if trial % 2 else min(max_len, 300)
-        lengths = torch.randint(1, longest + 1, (rows,), generator=generator).to(device)
-        together = attend(query, keys, values, lengths, scaling)
+        lengths = torch.randint(1, longest + 1, (rows,), generator=generator).tolist()
+        together = attend(query, keys, values, DecodeRows.of(lengths, device), scale)
         for r in range(rows):
             alone = attend(
-                query[r : r + 1], keys[r : r + 1], values[r : r + 1], lengths[r : r + 1], scaling
+                query[r : r + 1],
+                keys[r : r + 1],
+                values[r : r + 1],
+                DecodeRows.of(lengths[r : r + 1], device),
+                scale,
             )
             if not torch.equal(alone[0], together[r]):
                 return False

@@ -87,9 +87,10 @@ class KVSlots:
         self._by_index[index] = key
         self.reserve(tokens)
         assert self.data is not None
-        # Masked columns are multiplied by exact zeros in attention: a value left by an
-        # earlier sequence must be finite, so a taken row starts from zeros.
-        self.data[:, 1, index].zero_()
+        # Attention reads a row's columns past its length and gives them weight exactly 0;
+        # a NaN left there (torch.empty, or an earlier sequence) would still poison the
+        # sum, so a taken row starts from zeros.
+        self.data[:, :, index].zero_()
 
     def close(self, key: Hashable) -> None:
         """Free `key`'s row; the top row moves into it so the open rows stay packed."""
@@ -101,9 +102,9 @@ class KVSlots:
             assert moved_key is not None and self.data is not None
             moved = self._rows[moved_key]
             n = moved.length
-            # Only the written columns move; the rest of the row keeps finite values.
+            # Only the written columns move; the rest of the row becomes zeros.
             self.data[:, :, row.index, :, :n].copy_(self.data[:, :, top, :, :n])
-            self.data[:, 1, row.index, :, n:].zero_()
+            self.data[:, :, row.index, :, n:].zero_()
             moved.index = row.index
             self._by_index[row.index], self._by_index[top] = moved_key, None
         if not self._rows:
@@ -147,7 +148,7 @@ class KVSlots:
             keep = min(old_capacity, capacity)
             self.data[:, :, :used, :, :keep].copy_(old[:, :, :used, :, :keep])
             if capacity > keep:
-                self.data[:, 1, :used, :, keep:].zero_()
+                self.data[:, :, :used, :, keep:].zero_()
 
     # ---- views for the model ------------------------------------------------------------
 

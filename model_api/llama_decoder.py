@@ -7,16 +7,18 @@ same weights into a few tensors and runs the layers as a short loop of torch ops
 - q, k and v are one linear, gate and up another (int4 with a dense prefill copy, as
   quantization.py builds them, or dense in the model's dtype);
 - the output projection is int8 (its codes are the embedding table of a tied model);
+- q and k rows are stored with each rotary pair side by side, so rotary positions are one
+  complex multiply;
 - keys and values go straight into the rows of a pre-allocated cache (kv_slots.py), and a
   decode step attends for the whole batch at once over each row's own length
-  (attention.decode_attention);
+  (decode_attention.py);
 - the prompts of several sequences run as one forward (their rows side by side), each
   attending over its own row.
 
 Whether a row's bits depend on its batch is measured once at start (`calibrate`,
 invariance.py); where a kernel is not row-invariant the rows are padded or the work split
 so that each sequence's arithmetic is the one it gets alone. Any other model, and every
-GPU, keeps transformers' forward (transformers_runner.py).
+GPU, keeps transformers' forward (runners.TransformersRunner).
 """
 
 from __future__ import annotations
@@ -30,16 +32,24 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from model_api.attention import decode_attention, decode_attention_by_row
+from model_api.decode_attention import BATCHED, DecodeRows, decode_attention_by_row
 from model_api.invariance import attention_is_row_invariant, row_quantum, run_padded
 from model_api.kv_slots import KVSlots
-from model_api.quantization import GROUP_SIZE, Int8Linear, int4_linears
+from model_api.quantization import GROUP_SIZE, Int4Linear, Int8Linear, int4_linears
 
 log = logging.getLogger(__name__)
 
 # rope types whose frequencies are fixed at load; "dynamic" and "longrope" change them
 # with the sequence's length, which this decoder does not follow.
 STATIC_ROPE = ("default", "linear", "llama3", "yarn")
+INT4_MM = torch.ops.aten._weight_int4pack_mm_for_cpu.default
+
+RowFunction = Callable[[torch.Tensor], torch.Tensor]
+# A layer's steps, bound once: norm, qkv, out, norm, gate_up, down.
+LayerSteps = tuple[RowFunction, RowFunction, RowFunction, RowFunction, RowFunction, RowFunction]
+# attend(layer, rotated q and k [n, heads + kv_heads, dim], v [n, kv_heads * dim]) stores the
+# layer's k and v and returns the attention's output [n, heads * dim].
+Attend = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class RowLinear(Protocol):
@@ -116,15 +126,18 @@ class LlamaDecoder:
         self.heads = int(config.num_attention_heads)
         self.kv_heads = int(config.num_key_value_heads or self.heads)
         self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // self.heads)
+        self.hidden, self.intermediate = int(config.hidden_size), int(config.intermediate_size)
         self.eps = float(config.rms_norm_eps)
-        self.scaling = self.head_dim**-0.5
+        self.scale = self.head_dim**-0.5
         self.device = next(model.parameters()).device
         inner = model.model
         blocks = list(inner.layers)
         weights = []
         for block in blocks:
             attn, mlp = block.self_attn, block.mlp
-            weights.append(torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]))
+            q = _pairs_side_by_side(attn.q_proj.weight, self.head_dim)
+            k = _pairs_side_by_side(attn.k_proj.weight, self.head_dim)
+            weights.append(torch.cat([q, k, attn.v_proj.weight]))
             weights.append(attn.o_proj.weight)
             weights.append(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
             weights.append(mlp.down_proj.weight)
@@ -150,7 +163,6 @@ class LlamaDecoder:
             for i, block in enumerate(blocks)
         ]
         self.final_norm = norm(inner.norm.weight)
-        self.intermediate = int(config.intermediate_size)
         head_weight = model.get_output_embeddings().weight
         tied = head_weight is inner.embed_tokens.weight
         if self.quantization == "int4":
@@ -161,12 +173,13 @@ class LlamaDecoder:
             self.embedding = (
                 self.head if tied else DenseLinear(inner.embed_tokens.weight, self.dtype)
             )
-        self.cos, self.sin = _rope_tables(inner.rotary_emb, max_len, self.dtype, self.device)
-        self.attend = decode_attention
+        self.freqs = _rotary_table(inner.rotary_emb, max_len, self.device)
+        self.attend = BATCHED[0]
         self.split_prefill = False  # set by calibrate: each sequence's prompt in its own forward
         self.norm_quanta: tuple[int | None, int | None] = (1, 1)  # decode, prefill
         for linear in self._linears():
             linear.decode_quantum = linear.prefill_quantum = 1
+        self._bind()
 
     def _linears(self) -> list[Any]:
         unique = {
@@ -194,10 +207,9 @@ class LlamaDecoder:
                     probe(linear.prefill, linear.in_features, prefill_rows),
                 )
             linear.decode_quantum, linear.prefill_quantum = found[shape]
-        hidden = self.config.hidden_size
         self.norm_quanta = (
-            probe(self._norm_probe, hidden, max_batch),
-            probe(self._norm_probe, hidden, max_prefill_rows),
+            probe(self._norm_step(self.final_norm, 1), self.hidden, max_batch),
+            probe(self._norm_step(self.final_norm, 1), self.hidden, max_prefill_rows),
         )
         prefill = [q for _, q in found.values()] + [self.norm_quanta[1]]
         self.split_prefill = any(q is None for q in prefill)
@@ -205,28 +217,57 @@ class LlamaDecoder:
             for linear in self._linears():
                 linear.prefill_quantum = 1
             self.norm_quanta = (self.norm_quanta[0], 1)
-        if not attention_is_row_invariant(
-            decode_attention,
-            self.heads,
-            self.kv_heads,
-            self.head_dim,
-            max_batch,
-            max_len,
-            self.dtype,
-            self.device,
-        ):
-            self.attend = decode_attention_by_row
+        shape = (self.heads, self.kv_heads, self.head_dim, max_batch, max_len)
+        self.attend = next(
+            (
+                attend
+                for attend in BATCHED
+                if attention_is_row_invariant(attend, *shape, self.dtype, self.device)
+            ),
+            decode_attention_by_row,
+        )
+        self._bind()
         log.info(
             "decoder: rows padded to multiples of %s (decode) and %s (prompts); prompts %s; "
-            "decode attention %s",
+            "decode attention: %s",
             "/".join(sorted({str(q) for q, _ in found.values()} | {str(self.norm_quanta[0])})),
             "/".join(sorted({str(q) for q in prefill})),
             "one forward each" if self.split_prefill else "batched",
-            "by row" if self.attend is decode_attention_by_row else "batched",
+            self.attend.__name__,
         )
 
-    def _norm_probe(self, rows: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(rows, (rows.shape[-1],), self.final_norm, self.eps)
+    def _bind(self) -> None:
+        """Each layer's steps as plain callables, for decode and for prefill: a decode step
+        runs ~20 of them per layer, and a Python frame less each is a few percent."""
+
+        def steps(decode: bool) -> list[LayerSteps]:
+            quantum = self.norm_quanta[0 if decode else 1]
+            return [
+                (
+                    self._norm_step(layer.attn_norm, quantum),
+                    _row_step(layer.qkv, decode),
+                    _row_step(layer.out, decode),
+                    self._norm_step(layer.mlp_norm, quantum),
+                    _row_step(layer.gate_up, decode),
+                    _row_step(layer.down, decode),
+                )
+                for layer in self.layers
+            ]
+
+        self._decode_steps, self._prefill_steps = steps(True), steps(False)
+        self._final = {
+            decode: (
+                self._norm_step(self.final_norm, self.norm_quanta[0 if decode else 1]),
+                _row_step(self.head, decode),
+            )
+            for decode in (True, False)
+        }
+
+    def _norm_step(self, weight: torch.Tensor, quantum: int | None) -> RowFunction:
+        norm = functools.partial(
+            F.rms_norm, normalized_shape=(self.hidden,), weight=weight, eps=self.eps
+        )
+        return norm if quantum == 1 else functools.partial(run_padded, norm, quantum=quantum)
 
     # ---- forward --------------------------------------------------------------------
 
@@ -234,41 +275,39 @@ class LlamaDecoder:
         self, kv: KVSlots, tokens: list[int], rows: list[int], positions: list[int]
     ) -> torch.Tensor:
         """One token per sequence (its row, at its position) → float logits [n, vocab]."""
-        device = self.device
+        device, heads, kv_heads, dim = self.device, self.heads, self.kv_heads, self.head_dim
+        n, used, data = len(rows), kv.rows_in_use, kv.data
+        assert data is not None
         pos = torch.tensor(positions, device=device)
         row_index = torch.tensor(rows, device=device)
-        used = kv.rows_in_use
         scatter = None if rows == list(range(used)) else row_index
         if scatter is None:
-            lengths = pos + 1
+            batch = DecodeRows.of([p + 1 for p in positions], device)
         else:  # rows not decoding (prefilling) attend with length 0, and are dropped
-            lengths = torch.zeros(used, dtype=torch.long, device=device)
-            lengths[row_index] = pos + 1
-        # Where each row's k and v go in a layer's flattened [2 * rows * kv_heads * capacity]
-        # columns: one index_copy_ writes both.
-        heads = torch.arange(self.kv_heads, device=device)
-        columns = (row_index.unsqueeze(1) * self.kv_heads + heads) * kv.capacity + pos.unsqueeze(1)
-        columns = torch.cat(
-            [columns.flatten(), columns.flatten() + kv.max_rows * self.kv_heads * kv.capacity]
-        )
+            lengths = [0] * used
+            for r, p in zip(rows, positions, strict=True):
+                lengths[r] = p + 1
+            batch = DecodeRows.of(lengths, device)
+        # Where token b's k and v heads go in a layer's block viewed as [-1, dim]:
+        # ((kv * rows + row) * kv_heads + head) * capacity + position.
+        kind = torch.arange(2, device=device).repeat_interleave(kv_heads)
+        head = torch.arange(kv_heads, device=device).repeat(2)
+        columns = ((kind * kv.max_rows + row_index.unsqueeze(1)) * kv_heads + head) * kv.capacity
+        columns = (columns + pos.unsqueeze(1)).flatten()
 
-        def attend(index: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            cache = kv.layer(index)
-            flat = cache.view(-1, self.head_dim)
-            flat.index_copy_(
-                0, columns, torch.cat([k.reshape(-1, self.head_dim), v.reshape(-1, self.head_dim)])
-            )
-            keys, values = cache[0], cache[1]
-            if scatter is None:
-                out = self.attend(q, keys, values, lengths, self.scaling)
-            else:
-                full = q.new_zeros((used, *q.shape[1:]))
+        def attend(index: int, rotated: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            block = data[index]
+            new = torch.cat([rotated[:, heads:], v.view(n, kv_heads, dim)], dim=1)
+            block.view(-1, dim).index_copy_(0, columns, new.view(-1, dim))
+            q = rotated[:, :heads]
+            if scatter is not None:
+                full = q.new_zeros((used, heads, dim))
                 full[scatter] = q
-                out = self.attend(full, keys, values, lengths, self.scaling)[scatter]
-            return out.reshape(q.shape[0], -1)
+                return self.attend(full, block[0], block[1], batch, self.scale)[scatter].view(n, -1)
+            return self.attend(q, block[0], block[1], batch, self.scale).reshape(n, -1)
 
         x = self.embedding.embed(torch.tensor(tokens, device=device))
-        x = self._layers(x, self.cos[pos], self.sin[pos], attend, decode=True)
+        x = self._layers(x, self.freqs[pos].unsqueeze(1), attend, self._decode_steps)
         return self._logits(x, decode=True)
 
     def prefill(self, kv: KVSlots, segments: list[tuple[int, int, list[int]]]) -> torch.Tensor:
@@ -276,7 +315,9 @@ class LlamaDecoder:
         last token; each chunk's keys and values go to columns start.. of its row."""
         if self.split_prefill and len(segments) > 1:
             return torch.cat([self.prefill(kv, [segment]) for segment in segments])
-        device = self.device
+        device, heads, kv_heads, dim = self.device, self.heads, self.kv_heads, self.head_dim
+        data = kv.data
+        assert data is not None
         ids = torch.tensor([t for _, _, chunk in segments for t in chunk], device=device)
         pos = torch.cat([torch.arange(s, s + len(c), device=device) for _, s, c in segments])
         bounds, end = [], 0  # (row, start, first, past) of each chunk's tokens in the batch
@@ -284,73 +325,46 @@ class LlamaDecoder:
             bounds.append((row, start, end, end + len(chunk)))
             end += len(chunk)
 
-        def attend(index: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            cache = kv.layer(index)
+        def attend(index: int, rotated: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            block = data[index]
             parts = []
             for row, start, first, past in bounds:
                 stop = start + past - first
-                cache[0, row, :, start:stop] = k[first:past].transpose(0, 1)
-                cache[1, row, :, start:stop] = v[first:past].transpose(0, 1)
+                block[0, row, :, start:stop] = rotated[first:past, heads:].transpose(0, 1)
+                block[1, row, :, start:stop] = v[first:past].view(-1, kv_heads, dim).transpose(0, 1)
+                keys, values = block[0, row, :, :stop], block[1, row, :, :stop]
                 parts.append(
-                    self._prompt_attention(
-                        q[first:past], cache[0, row, :, :stop], cache[1, row, :, :stop], start
-                    )
+                    self._prompt_attention(rotated[first:past, :heads], keys, values, start)
                 )
             return parts[0] if len(parts) == 1 else torch.cat(parts)
 
         x = self.embedding.embed(ids)
-        x = self._layers(x, self.cos[pos], self.sin[pos], attend, decode=False)
+        x = self._layers(x, self.freqs[pos].unsqueeze(1), attend, self._prefill_steps)
         last = torch.tensor([past - 1 for _, _, _, past in bounds], device=device)
         return self._logits(x[last], decode=False)
 
     # ---- pieces -----------------------------------------------------------------------
 
     def _layers(
-        self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        attend: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-        decode: bool,
+        self, x: torch.Tensor, freqs: torch.Tensor, attend: Attend, steps: list[LayerSteps]
     ) -> torch.Tensor:
-        """The decoder layers over rows x [n, hidden]; `attend(layer, q, k, v)` stores the
-        layer's k and v and returns the attention's output [n, heads * dim]."""
-        for index, layer in enumerate(self.layers):
-            h = self._norm(x, layer.attn_norm, decode)
-            q, k, v = self._qkv(self._linear(layer.qkv, h, decode), cos, sin)
-            x = x + self._linear(layer.out, attend(index, q, k, v), decode)
-            gate_up = self._linear(layer.gate_up, self._norm(x, layer.mlp_norm, decode), decode)
-            act = F.silu(gate_up[:, : self.intermediate]) * gate_up[:, self.intermediate :]
-            x = x + self._linear(layer.down, act, decode)
+        """The decoder layers over rows x [n, hidden], rotary frequencies [n, 1, dim / 2]."""
+        rotated_width = (self.heads + self.kv_heads) * self.head_dim
+        intermediate = self.intermediate
+        for index, (norm, qkv, out, mlp_norm, gate_up, down) in enumerate(steps):
+            projected = qkv(norm(x))
+            rotated = self._rotate(projected[:, :rotated_width], freqs)
+            x = x + out(attend(index, rotated, projected[:, rotated_width:]))
+            both = gate_up(mlp_norm(x))
+            x = x + down(F.silu(both[:, :intermediate]) * both[:, intermediate:])
         return x
 
-    def _linear(self, linear: Any, rows: torch.Tensor, decode: bool) -> torch.Tensor:
-        if decode:
-            return run_padded(linear.decode, rows, linear.decode_quantum)
-        return run_padded(linear.prefill, rows, linear.prefill_quantum)
-
-    def _norm(self, x: torch.Tensor, weight: torch.Tensor, decode: bool) -> torch.Tensor:
-        def norm(rows: torch.Tensor) -> torch.Tensor:
-            return F.rms_norm(rows, (rows.shape[-1],), weight, self.eps)
-
-        return run_padded(norm, x, self.norm_quanta[0 if decode else 1])
-
-    def _qkv(
-        self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Split a fused projection into q [n, heads, dim], k and v [n, kv_heads, dim], with
-        rotary positions applied to q and k in one go (transformers' rotate_half form)."""
-        n, half = qkv.shape[0], self.head_dim // 2
-        rotated = self.heads + self.kv_heads
-        qk = qkv[:, : rotated * self.head_dim].view(n, rotated, 2, half)
-        first, second = qk[:, :, 0], qk[:, :, 1]
-        c, s = cos.unsqueeze(1), sin.unsqueeze(1)
-        out = torch.empty_like(qk)
-        torch.sub(first * c, second * s, out=out[:, :, 0])
-        torch.add(second * c, first * s, out=out[:, :, 1])
-        out = out.view(n, rotated, self.head_dim)
-        v = qkv[:, rotated * self.head_dim :].view(n, self.kv_heads, self.head_dim)
-        return out[:, : self.heads], out[:, self.heads :], v
+    def _rotate(self, qk: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+        """Rotary positions on q and k [n, (heads + kv_heads) * dim], whose rows hold each
+        rotary pair side by side: one complex multiply in float32 → [n, heads + kv_heads, dim]."""
+        n = qk.shape[0]
+        pairs = torch.view_as_complex(qk.float().view(n, -1, self.head_dim // 2, 2))
+        return torch.view_as_real(pairs * freqs).view(n, -1, self.head_dim).to(self.dtype)
 
     def _prompt_attention(
         self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int
@@ -368,22 +382,46 @@ class LlamaDecoder:
             values.unsqueeze(0),
             attn_mask=mask,
             is_causal=not start,
-            scale=self.scaling,
+            scale=self.scale,
             enable_gqa=True,
         )
         return out[0].transpose(0, 1).reshape(n, -1)
 
     def _logits(self, x: torch.Tensor, decode: bool) -> torch.Tensor:
-        h = self._norm(x, self.final_norm, decode)
-        return self._linear(self.head, h, decode).float()
+        norm, head = self._final[decode]
+        h = norm(x)
+        logits = head(h).float()
+        if isinstance(self.head, Int8Linear):
+            logits = self.head.refine_near_max(h, logits)
+        return logits
 
 
-def _rope_tables(
-    rotary: Any, max_len: int, dtype: torch.dtype, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin [max_len, head_dim / 2] as transformers' rotary module computes them
-    (fp32 frequencies, its attention scaling, then the model's dtype)."""
+def _row_step(linear: Any, decode: bool) -> RowFunction:
+    """`linear`'s decode or prefill kernel over rows, padded to its quantum; for int4 at
+    quantum 1, the kernel itself (the rows are already bf16)."""
+    quantum = linear.decode_quantum if decode else linear.prefill_quantum
+    if decode and quantum == 1 and isinstance(linear, Int4Linear):
+        packed, scales = linear.packed, linear.scales_and_zeros
+        return lambda rows: INT4_MM(rows, packed, GROUP_SIZE, scales)
+    kernel = linear.decode if decode else linear.prefill
+    return kernel if quantum == 1 else functools.partial(run_padded, kernel, quantum=quantum)
+
+
+def _pairs_side_by_side(weight: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """q or k projection rows reordered within each head from transformers' halves
+    (rotary pairs i and i + dim/2) to pairs side by side (2i, 2i + 1). q·k is unchanged:
+    q and k are reordered alike."""
+    half = head_dim // 2
+    order = torch.arange(head_dim).view(2, half).t().flatten()
+    out_features, in_features = weight.shape
+    heads = out_features // head_dim
+    return weight.detach().view(heads, head_dim, in_features)[:, order].reshape(out_features, -1)
+
+
+def _rotary_table(rotary: Any, max_len: int, device: torch.device) -> torch.Tensor:
+    """The rotation of each position and pair [max_len, dim / 2] as complex64: transformers'
+    frequencies (inv_freq, in fp32) and attention scaling."""
     inv_freq = rotary.inv_freq.to(device=device, dtype=torch.float32)
     scaling = float(getattr(rotary, "attention_scaling", 1.0))
-    freqs = torch.arange(max_len, device=device, dtype=torch.float32).unsqueeze(1) * inv_freq
-    return (freqs.cos() * scaling).to(dtype), (freqs.sin() * scaling).to(dtype)
+    angles = torch.arange(max_len, device=device, dtype=torch.float32).unsqueeze(1) * inv_freq
+    return torch.polar(torch.full_like(angles, scaling), angles)

@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_api.attention import decode_attention, decode_attention_by_row
+from model_api.decode_attention import (
+    BATCHED,
+    DecodeRows,
+    decode_attention,
+    decode_attention_by_row,
+)
 from model_api.invariance import attention_is_row_invariant, row_quantum, run_padded
 from model_api.kv_slots import GROWTH_TOKENS, KVSlots
 from model_api.llama_decoder import LlamaDecoder, unsupported_reason
@@ -80,7 +85,7 @@ def test_kv_rows_stay_packed_and_keep_their_columns_through_growth() -> None:
     assert kv.capacity == 2 * GROWTH_TOKENS
     keys, values = kv.layer(1)
     assert keys[0, :, :10].eq(3).all() and values[1, :, :10].eq(-2).all()
-    assert values[:2, :, 10:].eq(0).all()  # unwritten columns hold exact zeros
+    assert keys[:2, :, 10:].eq(0).all() and values[:2, :, 10:].eq(0).all()  # unwritten: zeros
     kv.close("b")
     assert kv.capacity == GROWTH_TOKENS  # the long rows ended: memory goes back
     kv.close("c")
@@ -101,19 +106,20 @@ def test_attention_check_tells_exact_from_padding_dependent() -> None:
     on_cpu = {"dtype": torch.float32, "device": CPU}
     assert attention_is_row_invariant(decode_attention_by_row, **shape, **on_cpu)
 
-    def shifted(query, keys, values, lengths, scaling):  # a row's result sees the batch
-        return decode_attention(query, keys, values, lengths, scaling) + lengths.max()
+    def shifted(query, keys, values, rows, scale):  # a row's result sees the batch
+        return decode_attention(query, keys, values, rows, scale) + max(rows.lengths)
 
     assert not attention_is_row_invariant(shifted, **shape, **on_cpu)
 
 
-def test_batched_decode_attention_matches_attention_by_row() -> None:
+@pytest.mark.parametrize("attend", BATCHED)
+def test_batched_decode_attention_matches_attention_by_row(attend) -> None:
     torch.manual_seed(3)
     query = torch.randn(3, 4, 8)
     keys, values = torch.randn(3, 2, 64, 8), torch.randn(3, 2, 64, 8)
-    lengths = torch.tensor([5, 40, 17])
-    batched = decode_attention(query, keys, values, lengths, 8**-0.5)
-    by_row = decode_attention_by_row(query, keys, values, lengths, 8**-0.5)
+    rows = DecodeRows.of([5, 40, 17], CPU)
+    batched = attend(query, keys, values, rows, 8**-0.5)
+    by_row = decode_attention_by_row(query, keys, values, rows, 8**-0.5)
     torch.testing.assert_close(batched, by_row)
 
 

@@ -1,0 +1,83 @@
+"""Decode attention for chatstack's own decoder: one query token per row, the batch at once.
+
+Each sequence's keys sit in its own KV row from column 0 (kv_slots.py), so a batch pads
+after a row's keys, never before: the padding gets weight exactly 0 and only ever adds exact
+zeros, and the width is rounded up to whole ATTENTION_BLOCKs, alone as in a batch, so a row
+is not cut into SIMD lanes differently either. Whether a kernel then gives each row the bits
+it gets alone is checked at start (invariance.py) for each function here, the faster first;
+`decode_attention_by_row` is exact by construction and the fallback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from model_api.attention import _attend_one_token
+
+ATTENTION_BLOCK = 32  # width step: a divisor of kv_slots.GROWTH_TOKENS
+
+
+@dataclass(frozen=True)
+class DecodeRows:
+    """Which keys each row of a decode step attends over; made once per step."""
+
+    lengths: list[int]  # keys per row; 0 for a row that is not decoding (its output is junk)
+    width: int  # the longest, rounded up to ATTENTION_BLOCK
+    visible: torch.Tensor  # [rows, 1, 1, width] bool: column < the row's length
+
+    @classmethod
+    def of(cls, lengths: list[int], device: torch.device) -> DecodeRows:
+        width = -(-max(lengths) // ATTENTION_BLOCK) * ATTENTION_BLOCK
+        counts = torch.tensor(lengths, device=device)
+        visible = torch.arange(width, device=device) < counts.unsqueeze(-1)
+        return cls(lengths, width, visible[:, None, None, :])
+
+
+def decode_attention_sdpa(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, rows: DecodeRows, scale: float
+) -> torch.Tensor:
+    """query [rows, heads, dim]; keys/values [≥ rows, kv_heads, capacity, dim], finite
+    everywhere → [rows, heads, dim], through SDPA's fused kernel (bf16 read as it is)."""
+    n, width = query.shape[0], rows.width
+    out = F.scaled_dot_product_attention(
+        query.unsqueeze(2),
+        keys[:n, :, :width],
+        values[:n, :, :width],
+        attn_mask=rows.visible,
+        scale=scale,
+        enable_gqa=True,
+    )
+    return out.view(query.shape)
+
+
+def decode_attention(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, rows: DecodeRows, scale: float
+) -> torch.Tensor:
+    """decode_attention_sdpa with two matmuls and a softmax in float32."""
+    n, heads, dim = query.shape
+    kv_heads, width = keys.shape[1], rows.width
+    k, v = keys[:n, :, :width], values[:n, :, :width]
+    grouped = query.reshape(n, kv_heads, heads // kv_heads, dim).float()
+    scores = torch.matmul(grouped, k.float().transpose(-1, -2)).mul_(scale)
+    scores.masked_fill_(~rows.visible, float("-inf"))
+    out = torch.matmul(scores.softmax(dim=-1), v.float())
+    return out.reshape(n, heads, dim).to(query.dtype)
+
+
+def decode_attention_by_row(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, rows: DecodeRows, scale: float
+) -> torch.Tensor:
+    """One row at a time over exactly its keys: exact by construction."""
+    out = torch.empty_like(query)
+    for r, n in enumerate(rows.lengths):
+        if n:
+            one = query[r].unsqueeze(1)  # [heads, 1, dim]
+            out[r] = _attend_one_token(one, keys[r, :, :n], values[r, :, :n], scale)[0]
+    return out
+
+
+# Batched ones, the faster first (measured on the development machine, bf16 KV).
+BATCHED = (decode_attention_sdpa, decode_attention)

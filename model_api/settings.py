@@ -41,6 +41,7 @@ class Settings:
     prefill_chunk_tokens: int = 256
     kv_cache_mb: int = 1024
     decoder: str = "auto"  # "transformers": transformers' forward even where ours applies
+    torch_threads: int = 0  # 0: PyTorch's own choice (one per core)
 
     def __post_init__(self) -> None:
         if not self.threads:
@@ -88,6 +89,7 @@ class Settings:
             prefill_chunk_tokens=env_int(env, "PREFILL_CHUNK_TOKENS", 256, minimum=16),
             kv_cache_mb=env_int(env, "KV_CACHE_MB", 1024, minimum=16),
             decoder=env_choice(env, "DECODER", "auto", ("auto", "transformers")),
+            torch_threads=env_int(env, "TORCH_THREADS", 0, minimum=0, maximum=256),
         )
         check_threads(settings)
         return settings

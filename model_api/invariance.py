@@ -107,7 +107,7 @@ def attention_is_row_invariant(
 
     keys = rand(rows, kv_heads, capacity, head_dim)
     values = rand(rows, kv_heads, capacity, head_dim)
-    query = rand(rows, heads, head_dim)
+    query = rand(rows, heads, head_dim).float()  # the decoder's queries are float32
     scale = head_dim**-0.5
     for trial in range(trials):
         longest = max_len if trial % 2 else min(max_len, 300)

@@ -148,8 +148,8 @@ class LlamaDecoder:
             linears = [DenseLinear(w, self.dtype) for w in weights]
         del weights
 
-        def norm(weight: torch.Tensor) -> torch.Tensor:
-            return weight.detach().to(self.dtype).clone()
+        def norm(weight: torch.Tensor) -> torch.Tensor:  # the residual stream is float32
+            return weight.detach().float().clone()
 
         self.layers = [
             _Layer(
@@ -207,9 +207,10 @@ class LlamaDecoder:
                     probe(linear.prefill, linear.in_features, prefill_rows),
                 )
             linear.decode_quantum, linear.prefill_quantum = found[shape]
-        self.norm_quanta = (
-            probe(self._norm_step(self.final_norm, 1), self.hidden, max_batch),
-            probe(self._norm_step(self.final_norm, 1), self.hidden, max_prefill_rows),
+        norm = self._norm_step(self.final_norm, 1)
+        self.norm_quanta = (  # of the float32 residual stream
+            row_quantum(norm, self.hidden, max_batch, torch.float32, self.device),
+            row_quantum(norm, self.hidden, max_prefill_rows, torch.float32, self.device),
         )
         prefill = [q for _, q in found.values()] + [self.norm_quanta[1]]
         self.split_prefill = any(q is None for q in prefill)
@@ -264,9 +265,12 @@ class LlamaDecoder:
         }
 
     def _norm_step(self, weight: torch.Tensor, quantum: int | None) -> RowFunction:
-        norm = functools.partial(
-            F.rms_norm, normalized_shape=(self.hidden,), weight=weight, eps=self.eps
-        )
+        """RMSNorm of the float32 residual stream, in float32, cast to the linears' dtype."""
+        shape, eps, dtype = (self.hidden,), self.eps, self.dtype
+
+        def norm(rows: torch.Tensor) -> torch.Tensor:
+            return F.rms_norm(rows, shape, weight, eps).to(dtype)
+
         return norm if quantum == 1 else functools.partial(run_padded, norm, quantum=quantum)
 
     # ---- forward --------------------------------------------------------------------
@@ -297,7 +301,7 @@ class LlamaDecoder:
 
         def attend(index: int, rotated: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
             block = data[index]
-            new = torch.cat([rotated[:, heads:], v.view(n, kv_heads, dim)], dim=1)
+            new = torch.cat([rotated[:, heads:].to(v.dtype), v.view(n, kv_heads, dim)], dim=1)
             block.view(-1, dim).index_copy_(0, columns, new.view(-1, dim))
             q = rotated[:, :heads]
             if scatter is not None:
@@ -306,7 +310,7 @@ class LlamaDecoder:
                 return self.attend(full, block[0], block[1], batch, self.scale)[scatter].view(n, -1)
             return self.attend(q, block[0], block[1], batch, self.scale).reshape(n, -1)
 
-        x = self.embedding.embed(torch.tensor(tokens, device=device))
+        x = self.embedding.embed(torch.tensor(tokens, device=device)).float()
         x = self._layers(x, self.freqs[pos].unsqueeze(1), attend, self._decode_steps)
         return self._logits(x, decode=True)
 
@@ -330,15 +334,16 @@ class LlamaDecoder:
             parts = []
             for row, start, first, past in bounds:
                 stop = start + past - first
-                block[0, row, :, start:stop] = rotated[first:past, heads:].transpose(0, 1)
+                block[0, row, :, start:stop] = (
+                    rotated[first:past, heads:].transpose(0, 1).to(v.dtype)
+                )
                 block[1, row, :, start:stop] = v[first:past].view(-1, kv_heads, dim).transpose(0, 1)
                 keys, values = block[0, row, :, :stop], block[1, row, :, :stop]
-                parts.append(
-                    self._prompt_attention(rotated[first:past, :heads], keys, values, start)
-                )
+                q = rotated[first:past, :heads].to(v.dtype)
+                parts.append(self._prompt_attention(q, keys, values, start))
             return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-        x = self.embedding.embed(ids)
+        x = self.embedding.embed(ids).float()
         x = self._layers(x, self.freqs[pos].unsqueeze(1), attend, self._prefill_steps)
         last = torch.tensor([past - 1 for _, _, _, past in bounds], device=device)
         return self._logits(x[last], decode=False)
@@ -348,7 +353,8 @@ class LlamaDecoder:
     def _layers(
         self, x: torch.Tensor, freqs: torch.Tensor, attend: Attend, steps: list[LayerSteps]
     ) -> torch.Tensor:
-        """The decoder layers over rows x [n, hidden], rotary frequencies [n, 1, dim / 2]."""
+        """The decoder layers over rows x [n, hidden] (the residual stream, float32: the
+        linears take it in their dtype), rotary frequencies [n, 1, dim / 2]."""
         rotated_width = (self.heads + self.kv_heads) * self.head_dim
         intermediate = self.intermediate
         for index, (norm, qkv, out, mlp_norm, gate_up, down) in enumerate(steps):
@@ -361,10 +367,10 @@ class LlamaDecoder:
 
     def _rotate(self, qk: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
         """Rotary positions on q and k [n, (heads + kv_heads) * dim], whose rows hold each
-        rotary pair side by side: one complex multiply in float32 → [n, heads + kv_heads, dim]."""
+        rotary pair side by side: one complex multiply → [n, heads + kv_heads, dim] float32."""
         n = qk.shape[0]
         pairs = torch.view_as_complex(qk.float().view(n, -1, self.head_dim // 2, 2))
-        return torch.view_as_real(pairs * freqs).view(n, -1, self.head_dim).to(self.dtype)
+        return torch.view_as_real(pairs * freqs).view(n, -1, self.head_dim)
 
     def _prompt_attention(
         self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int

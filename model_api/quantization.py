@@ -97,11 +97,14 @@ class Int8Linear(torch.nn.Module):
         between them by rounding, not by the model. Each candidate is one dot product, the
         same whatever else is in the batch.
         """
-        top = logits.max(dim=-1, keepdim=True).values
+        top = logits.amax(dim=-1, keepdim=True)
         near = logits >= top - top.abs() * 2**-7
-        row, column = near.nonzero(as_tuple=True)
-        dots = (rows[row].float() * self.codes[column].float()).sum(dim=-1)
-        logits[row, column] = dots * self.exact_scales[column]
+        tied = (near.sum(dim=-1) > 1).nonzero().flatten()  # a lone top has nothing to tie with
+        if tied.numel():
+            local, column = near[tied].nonzero(as_tuple=True)
+            row = tied[local]
+            dots = (rows[row].float() * self.codes[column].float()).sum(dim=-1)
+            logits[row, column] = dots * self.exact_scales[column]
         return logits
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:

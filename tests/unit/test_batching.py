@@ -8,6 +8,7 @@ import time
 import pytest
 import torch
 
+from chatstack.envsettings import SettingsError
 from model_api.batching import BatchingEngine, kv_bytes_per_token
 from model_api.engine import Delta, EngineBusy, Finished
 from model_api.loading import LoadedModel
@@ -105,6 +106,12 @@ def test_engine_settings_are_read_from_the_environment() -> None:
     assert (settings.engine, settings.max_batch_size, settings.max_waiting) == ("batching", 4, 3)
     assert settings.prefill_chunk_tokens == 64
     assert Settings.from_env({}).engine == "batching"
+    defaults = Settings.from_env({})
+    assert (defaults.decoder, defaults.torch_threads) == ("auto", 0)
+    chosen = Settings.from_env({"DECODER": "transformers", "TORCH_THREADS": "1"})
+    assert (chosen.decoder, chosen.torch_threads) == ("transformers", 1)
+    with pytest.raises(SettingsError, match="DECODER"):
+        Settings.from_env({"DECODER": "fast"})
 
 
 def test_kv_bytes_per_token_follow_the_model_shape() -> None:

@@ -36,7 +36,7 @@ class Settings:
     log_level: str = "info"
     log_format: str = "text"
     engine: str = "batching"
-    max_batch_size: int = 16
+    max_batch_size: int = 32
     max_waiting: int = 64
     prefill_chunk_tokens: int = 256
     kv_cache_mb: int = 1024
@@ -84,7 +84,7 @@ class Settings:
             log_level=env_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
             log_format=env_choice(env, "LOG_FORMAT", "text", ("text", "json")),
             engine=env_choice(env, "ENGINE", "batching", ("batching", "sequential")),
-            max_batch_size=env_int(env, "MAX_BATCH_SIZE", 16, minimum=1, maximum=256),
+            max_batch_size=env_int(env, "MAX_BATCH_SIZE", 32, minimum=1, maximum=256),
             max_waiting=env_int(env, "MAX_WAITING", 64, minimum=1),
             prefill_chunk_tokens=env_int(env, "PREFILL_CHUNK_TOKENS", 256, minimum=16),
             kv_cache_mb=env_int(env, "KV_CACHE_MB", 1024, minimum=16),

@@ -48,7 +48,7 @@ def test_invalid_values_fail_naming_the_variable(env, variable):
 @pytest.mark.parametrize(
     ("env", "threads"),
     [
-        ({}, 16 + 64 + THREADS_RESERVE),
+        ({}, 32 + 64 + THREADS_RESERVE),
         ({"MAX_BATCH_SIZE": "2", "MAX_WAITING": "2"}, 2 + 2 + THREADS_RESERVE),
         ({"ENGINE": "sequential", "MAX_WAITING": "2"}, 1 + 2 + THREADS_RESERVE),
         ({"MAX_BATCH_SIZE": "2", "MAX_WAITING": "2", "MODEL_API_THREADS": "50"}, 50),

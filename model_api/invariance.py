@@ -112,13 +112,13 @@ def attention_is_row_invariant(
     for trial in range(trials):
         longest = max_len if trial % 2 else min(max_len, 300)
         lengths = torch.randint(1, longest + 1, (rows,), generator=generator).tolist()
-        together = attend(query, keys, values, DecodeRows.of(lengths, device), scale)
+        together = attend(query, keys, values, DecodeRows.of(lengths, kv_heads, device), scale)
         for r in range(rows):
             alone = attend(
                 query[r : r + 1],
                 keys[r : r + 1],
                 values[r : r + 1],
-                DecodeRows.of(lengths[r : r + 1], device),
+                DecodeRows.of(lengths[r : r + 1], kv_heads, device),
                 scale,
             )
             if not torch.equal(alone[0], together[r]):

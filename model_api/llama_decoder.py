@@ -286,12 +286,12 @@ class LlamaDecoder:
         row_index = torch.tensor(rows, device=device)
         scatter = None if rows == list(range(used)) else row_index
         if scatter is None:
-            batch = DecodeRows.of([p + 1 for p in positions], device)
+            batch = DecodeRows.of([p + 1 for p in positions], kv_heads, device)
         else:  # rows not decoding (prefilling) attend with length 0, and are dropped
             lengths = [0] * used
             for r, p in zip(rows, positions, strict=True):
                 lengths[r] = p + 1
-            batch = DecodeRows.of(lengths, device)
+            batch = DecodeRows.of(lengths, kv_heads, device)
         # Where token b's k and v heads go in a layer's block viewed as [-1, dim]:
         # ((kv * rows + row) * kv_heads + head) * capacity + position.
         kind = torch.arange(2, device=device).repeat_interleave(kv_heads)
@@ -360,9 +360,9 @@ class LlamaDecoder:
         for index, (norm, qkv, out, mlp_norm, gate_up, down) in enumerate(steps):
             projected = qkv(norm(x))
             rotated = self._rotate(projected[:, :rotated_width], freqs)
-            x = x + out(attend(index, rotated, projected[:, rotated_width:]))
+            x += out(attend(index, rotated, projected[:, rotated_width:]))
             both = gate_up(mlp_norm(x))
-            x = x + down(F.silu(both[:, :intermediate]) * both[:, intermediate:])
+            x += down(F.silu(both[:, :intermediate]) * both[:, intermediate:])
         return x
 
     def _rotate(self, qk: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:

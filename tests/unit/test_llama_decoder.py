@@ -117,7 +117,7 @@ def test_batched_decode_attention_matches_attention_by_row(attend) -> None:
     torch.manual_seed(3)
     query = torch.randn(3, 4, 8)
     keys, values = torch.randn(3, 2, 64, 8), torch.randn(3, 2, 64, 8)
-    rows = DecodeRows.of([5, 40, 17], CPU)
+    rows = DecodeRows.of([5, 40, 17], 2, CPU)
     batched = attend(query, keys, values, rows, 8**-0.5)
     by_row = decode_attention_by_row(query, keys, values, rows, 8**-0.5)
     torch.testing.assert_close(batched, by_row)

@@ -17,6 +17,7 @@ import torch
 
 from model_api.engine import GenerationHandle, GenerationThread, SequenceOutput
 from model_api.loading import LoadedModel
+from model_api.prefix_cache import PrefixCache
 from model_api.runners import make_runner
 from model_api.sampling import Sampler
 
@@ -46,6 +47,7 @@ class BatchingEngine(GenerationThread):
         max_waiting: int = 64,
         prefill_chunk_tokens: int = 256,
         kv_cache_mb: int = 1024,
+        prefix_cache_mb: int = 0,
     ) -> None:
         super().__init__(capacity=max_batch_size + max_waiting)
         self.loaded = loaded
@@ -55,7 +57,14 @@ class BatchingEngine(GenerationThread):
         self.prefill_chunk_tokens = prefill_chunk_tokens
         self.prefilling: list[_Sequence] = []
         self.running: list[_Sequence] = []
-        self.runner = make_runner(loaded, max_rows=max_batch_size, batched=True)
+        # Blocks are prefill chunks: a prompt resumes from the cache at a chunk boundary, so
+        # it is cut where it is cut without the cache and gets the same bits.
+        self.prefix_cache = PrefixCache(
+            prefill_chunk_tokens, prefix_cache_mb * 2**20, self.kv_bytes_per_token
+        )
+        self.runner = make_runner(
+            loaded, max_rows=max_batch_size, batched=True, prefix_cache=self.prefix_cache
+        )
 
     # ---- read by /health and /metrics ---------------------------------------------------
 
@@ -66,13 +75,18 @@ class BatchingEngine(GenerationThread):
         is busiest, and a count a step old is as good there.
         """
         running, batch = len(self.prefilling) + len(self.running), len(self.running)
-        return {
+        stats = {
             "running": running,
             "waiting": len(self._waiting),
             "batch_size": batch,
             "kv_cache_tokens": self.runner.held_tokens(),
             "kv_cache_capacity_tokens": self.kv_cache_tokens,
         }
+        cache = self.runner.prefix_cache
+        if cache is not None:  # only chatstack's own decoder has one
+            stats["prefix_cache_tokens"] = cache.tokens
+            stats["prefix_cache_capacity_tokens"] = cache.max_blocks * cache.block_tokens
+        return stats
 
     def _cache_fits(self, prompt_len: int) -> bool:
         """Whether one more sequence keeps the batch within KV_CACHE_MB.
@@ -122,7 +136,7 @@ class BatchingEngine(GenerationThread):
                 output = SequenceOutput(handle, self.loaded.tokenizer, self.loaded.eos_token_ids)
                 sampler = Sampler(handle.params, self.loaded.vocab_size, self.loaded.device)
                 seq = _Sequence(handle, output, sampler)
-                self.runner.open(seq, len(handle.prompt_ids))
+                seq.prefilled = output.cached_tokens = self.runner.open(seq, handle.prompt_ids)
                 self.prefilling.append(seq)
 
     def _drop_cancelled(self) -> None:

@@ -41,6 +41,7 @@ class Finished:
     reason: str
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # of the prompt's, served by the prefix cache
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class SequenceOutput:
         self.detokenizer = IncrementalDetokenizer(tokenizer, handle.prompt_ids)
         self.stops = StopMatcher(handle.params.stop)
         self.completion_tokens = 0
+        self.cached_tokens = 0  # set by the engine when the prefix cache gave some
 
     def push_token(self, token_id: int) -> bool:
         """Record one generated token; return True when the sequence has finished."""
@@ -131,7 +133,9 @@ class SequenceOutput:
         if rest:
             self.handle.events.put(Delta(rest))
         prompt_tokens = len(self.handle.prompt_ids)
-        self.handle.events.put(Finished(reason, prompt_tokens, self.completion_tokens))
+        self.handle.events.put(
+            Finished(reason, prompt_tokens, self.completion_tokens, self.cached_tokens)
+        )
         self.handle.done.set()
         return True
 
@@ -229,7 +233,7 @@ class SequentialEngine(GenerationThread):
         with torch.inference_mode():
             if handle.cancelled:
                 return
-            runner.open(handle, len(handle.prompt_ids))
+            runner.open(handle, handle.prompt_ids)
             try:
                 logits = runner.prefill([(handle, handle.prompt_ids)])[0]
                 while not handle.cancelled:

@@ -8,11 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def usage_dict(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+def usage_dict(
+    prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0
+) -> dict[str, Any]:
+    """OpenAI's usage object; `prompt_tokens_details.cached_tokens` are the prompt tokens the
+    prefix cache gave (as OpenAI and vLLM report them)."""
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
     }
 
 

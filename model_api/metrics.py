@@ -52,6 +52,15 @@ ENGINE_GAUGES = {
         "chatstack_model_kv_cache_capacity_tokens",
         "KV cache token slots KV_CACHE_MB allows (ENGINE=batching only).",
     ),
+    "prefix_cache_tokens": (
+        "chatstack_model_prefix_cache_tokens",
+        "Prompt tokens whose keys and values the prefix cache holds (ENGINE=batching with "
+        "chatstack's decoder only).",
+    ),
+    "prefix_cache_capacity_tokens": (
+        "chatstack_model_prefix_cache_capacity_tokens",
+        "Prompt tokens PREFIX_CACHE_MB lets the prefix cache hold.",
+    ),
 }
 
 
@@ -71,6 +80,11 @@ class ModelMetrics:
         self.prompt_tokens = Counter(
             "chatstack_model_prompt_tokens",
             "Prompt tokens of finished generations (stop or length).",
+            registry=registry,
+        )
+        self.cached_tokens = Counter(
+            "chatstack_model_prompt_cached_tokens",
+            "Prompt tokens of finished generations served by the prefix cache, not computed.",
             registry=registry,
         )
         self.completion_tokens = Counter(
@@ -151,6 +165,7 @@ class GenerationTimer:
             )
         m.e2e_latency.observe(now - self.started)
         m.prompt_tokens.inc(event.prompt_tokens)
+        m.cached_tokens.inc(event.cached_tokens)
         m.completion_tokens.inc(event.completion_tokens)
         self._end(event.reason)
 

@@ -21,6 +21,7 @@ import torch
 from model_api.attention import use_row_attention
 from model_api.kv_slots import KVSlots
 from model_api.loading import LoadedModel
+from model_api.prefix_cache import PrefixCache
 
 if TYPE_CHECKING:
     from transformers import DynamicCache
@@ -36,10 +37,13 @@ class ModelRunner(abc.ABC):
     """Sequences opened, fed prompt chunks, then decoded a token at a time, then closed."""
 
     batches_prefills = False  # whether prefill() runs its chunks as one forward
+    prefix_cache: PrefixCache | None = None  # where open() may find a prompt's first blocks
 
     @abc.abstractmethod
-    def open(self, key: Hashable, prompt_len: int) -> None:
-        """A new sequence: it holds KV from now until close()."""
+    def open(self, key: Hashable, prompt: list[int]) -> int:
+        """A new sequence: it holds KV from now until close(). Returns how many of the
+        prompt's first tokens its KV already holds (from the prefix cache): prefill the
+        rest, from there."""
 
     @abc.abstractmethod
     def prefill(self, chunks: list[Chunk]) -> torch.Tensor:
@@ -65,26 +69,48 @@ class ModelRunner(abc.ABC):
         """KV token slots held now (for /health and the KV budget)."""
 
 
-def make_runner(loaded: LoadedModel, max_rows: int, batched: bool) -> ModelRunner:
-    """The decoder's runner when the model loaded one, else transformers'."""
+def make_runner(
+    loaded: LoadedModel, max_rows: int, batched: bool, prefix_cache: PrefixCache | None = None
+) -> ModelRunner:
+    """The decoder's runner when the model loaded one (with the prefix cache, if given),
+    else transformers' (which has none)."""
     if loaded.decoder is not None:
-        return LlamaRunner(loaded.decoder, max_rows)
+        return LlamaRunner(loaded.decoder, max_rows, prefix_cache)
     return TransformersRunner(loaded, row_attention=batched)
 
 
 class LlamaRunner(ModelRunner):
-    """LlamaDecoder on KVSlots: a sequence's row is taken at open and written in place."""
+    """LlamaDecoder on KVSlots: a sequence's row is taken at open and written in place.
 
-    def __init__(self, decoder: LlamaDecoder, max_rows: int) -> None:
+    With a prefix cache, open() copies the cached blocks that begin the prompt into the row,
+    and every whole prefill chunk is kept in the cache once written (prefix_cache.py)."""
+
+    def __init__(
+        self, decoder: LlamaDecoder, max_rows: int, prefix_cache: PrefixCache | None = None
+    ) -> None:
         self.decoder = decoder
         self.batches_prefills = not decoder.split_prefill
         layers = len(decoder.layers)
         self.kv = KVSlots(
             layers, decoder.kv_heads, decoder.head_dim, max_rows, decoder.dtype, decoder.device
         )
+        self.prefix_cache = prefix_cache if prefix_cache and prefix_cache.enabled else None
+        self.prompts: dict[Hashable, list[int]] = {}
 
-    def open(self, key: Hashable, prompt_len: int) -> None:
-        self.kv.open(key, prompt_len + 1)
+    def open(self, key: Hashable, prompt: list[int]) -> int:
+        kv = self.kv
+        kv.open(key, len(prompt) + 1)
+        if self.prefix_cache is None:
+            return 0
+        self.prompts[key] = prompt
+        assert kv.data is not None
+        row, start = kv.row(key), 0
+        for block in self.prefix_cache.match(prompt):
+            stop = start + block.shape[3]
+            kv.data[:, :, row, :, start:stop].copy_(block)
+            start = stop
+        kv.advance(key, start)
+        return start
 
     def prefill(self, chunks: list[Chunk]) -> torch.Tensor:
         kv = self.kv
@@ -93,7 +119,19 @@ class LlamaRunner(ModelRunner):
         logits = self.decoder.prefill(kv, segments)
         for key, ids in chunks:
             kv.advance(key, len(ids))
+            if self.prefix_cache is not None:
+                self._keep(key)
         return logits
+
+    def _keep(self, key: Hashable) -> None:
+        """The prompt's whole blocks written so far, into the prefix cache."""
+        cache, kv = self.prefix_cache, self.kv
+        assert cache is not None and kv.data is not None
+        prompt, length = self.prompts[key], kv.length(key)
+        end = min(length, len(prompt)) // cache.block_tokens * cache.block_tokens
+        if end:
+            data, row = kv.data, kv.row(key)
+            cache.store(prompt, end, lambda start, stop: data[:, :, row, :, start:stop])
 
     def decode(self, keys: list[Hashable], tokens: list[int]) -> torch.Tensor:
         kv = self.kv
@@ -106,10 +144,12 @@ class LlamaRunner(ModelRunner):
 
     def close(self, keys: list[Hashable]) -> None:
         for key in keys:
+            self.prompts.pop(key, None)
             if key in self.kv:
                 self.kv.close(key)
 
     def close_all(self) -> None:
+        self.prompts.clear()
         self.kv.close_all()
 
     def held_tokens(self) -> int:
@@ -131,12 +171,13 @@ class TransformersRunner(ModelRunner):
         self.mask: torch.Tensor | None = None  # [batch, cache length], 1 where a token is
         self.rows_attend_alone = row_attention and _try_row_attention(self.model)
 
-    def open(self, key: Hashable, prompt_len: int) -> None:
+    def open(self, key: Hashable, prompt: list[int]) -> int:
         # Imported here: transformers takes seconds to import, and the server must answer
         # /health while the model loads.
         from transformers import DynamicCache
 
         self.prefilling[key] = (DynamicCache(config=self.model.config), 0)
+        return 0
 
     def prefill(self, chunks: list[Chunk]) -> torch.Tensor:
         logits = []

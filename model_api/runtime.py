@@ -28,6 +28,7 @@ def build_engine(settings: Settings, loaded: LoadedModel) -> Engine:
             max_waiting=settings.max_waiting,
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
             kv_cache_mb=settings.kv_cache_mb,
+            prefix_cache_mb=settings.prefix_cache_mb,
         )
     return SequentialEngine(loaded, max_waiting=settings.max_waiting)
 

@@ -250,7 +250,9 @@ def stream_sse(
             elif isinstance(event, Finished):
                 yield sse_data(fmt.final_chunk(event.reason))
                 if fmt.include_usage:
-                    usage = usage_dict(event.prompt_tokens, event.completion_tokens)
+                    usage = usage_dict(
+                        event.prompt_tokens, event.completion_tokens, event.cached_tokens
+                    )
                     yield sse_data(fmt.usage_chunk(usage))
             elif isinstance(event, Failed):
                 yield sse_data(APIError(500, event.message, code="generation_failed").body())
@@ -282,7 +284,9 @@ def collect_response(
             if isinstance(event, Delta):
                 parts.append(event.text)
             elif isinstance(event, Finished):
-                usage = usage_dict(event.prompt_tokens, event.completion_tokens)
+                usage = usage_dict(
+                    event.prompt_tokens, event.completion_tokens, event.cached_tokens
+                )
                 return fmt.whole("".join(parts), event.reason, usage)
             elif isinstance(event, Failed):
                 raise APIError(500, event.message, code="generation_failed")

@@ -40,6 +40,7 @@ class Settings:
     max_waiting: int = 64
     prefill_chunk_tokens: int = 256
     kv_cache_mb: int = 1024
+    prefix_cache_mb: int = 256  # 0: no prefix cache
     decoder: str = "auto"  # "transformers": transformers' forward even where ours applies
     torch_threads: int = 0  # 0: PyTorch's own choice (one per core)
 
@@ -88,6 +89,7 @@ class Settings:
             max_waiting=env_int(env, "MAX_WAITING", 64, minimum=1),
             prefill_chunk_tokens=env_int(env, "PREFILL_CHUNK_TOKENS", 256, minimum=16),
             kv_cache_mb=env_int(env, "KV_CACHE_MB", 1024, minimum=16),
+            prefix_cache_mb=env_int(env, "PREFIX_CACHE_MB", 256, minimum=0),
             decoder=env_choice(env, "DECODER", "auto", ("auto", "transformers")),
             torch_threads=env_int(env, "TORCH_THREADS", 0, minimum=0, maximum=256),
         )

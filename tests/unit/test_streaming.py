@@ -46,7 +46,12 @@ def test_chat_stream_sends_role_deltas_finish_usage_then_done():
         "finish_reason": "stop",
     }
     assert chunks[4]["choices"] == []
-    assert chunks[4]["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    assert chunks[4]["usage"] == {
+        "prompt_tokens": 3,
+        "completion_tokens": 2,
+        "total_tokens": 5,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     assert all(c["usage"] is None for c in chunks[:4])
     assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
 

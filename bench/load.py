@@ -1,6 +1,6 @@
 """Closed-loop streaming load: C clients each send streaming chat completions one after
-another; per request TTFT, time per output token and the completion tokens the server
-counted (stream_options.include_usage); per level the aggregates."""
+another; per request TTFT, time per output token and the tokens the server counted
+(stream_options.include_usage); per level the aggregates."""
 
 from __future__ import annotations
 
@@ -39,6 +39,12 @@ class RequestResult:
     completion_tokens: int = 0
     latency: float = 0.0
     error: str = ""
+    prompt_tokens: int = 0
+    # Prompt tokens the server took from its prefix cache, where it says so: OpenAI's
+    # usage.prompt_tokens_details.cached_tokens (vLLM, chatstack) or llama-server's
+    # timings.cache_n; None when it reports neither.
+    cached_tokens: int | None = None
+    text: str = ""
 
 
 @dataclass
@@ -76,10 +82,26 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def stream_chat(session: requests.Session, target: Target, prompt: str, max_tokens: int):
-    """One streaming chat completion at temperature 0, timed."""
+    """One streaming chat completion of a single user message at temperature 0, timed."""
+    return stream_messages(session, target, [{"role": "user", "content": prompt}], max_tokens)
+
+
+def cached_tokens(frame: dict) -> int | None:
+    """The cached prompt tokens a stream's frame reports, if it reports them."""
+    details = (frame.get("usage") or {}).get("prompt_tokens_details") or {}
+    if details.get("cached_tokens") is not None:
+        return details["cached_tokens"]
+    timings = frame.get("timings") or {}
+    return timings.get("cache_n")
+
+
+def stream_messages(
+    session: requests.Session, target: Target, messages: list[dict], max_tokens: int
+) -> RequestResult:
+    """One streaming chat completion of `messages` at temperature 0, timed, with its text."""
     body = {
         "model": MODEL,
-        "messages": [{"role": "user", "content": prompt}],
+        "messages": messages,
         "max_tokens": max_tokens,
         "temperature": 0,
         "stream": True,
@@ -87,7 +109,9 @@ def stream_chat(session: requests.Session, target: Target, prompt: str, max_toke
     }
     started = time.perf_counter()
     first = last = None
-    usage_tokens = None
+    usage = None
+    cached = None
+    pieces: list[str] = []
     try:
         with session.post(
             target.base_url + "/chat/completions",
@@ -109,19 +133,33 @@ def stream_chat(session: requests.Session, target: Target, prompt: str, max_toke
                 if "error" in frame:
                     return RequestResult(False, error=f"stream error: {frame['error']}")
                 if frame.get("usage"):
-                    usage_tokens = frame["usage"]["completion_tokens"]
+                    usage = frame["usage"]
+                found = cached_tokens(frame)
+                cached = cached if found is None else found
                 for choice in frame.get("choices") or ():
-                    if (choice.get("delta") or {}).get("content"):
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
                         now = time.perf_counter()
                         first = first or now
                         last = now
+                        pieces.append(content)
     except (requests.RequestException, ValueError) as exc:
         return RequestResult(False, error=f"{type(exc).__name__}: {exc}")
     ended = time.perf_counter()
-    if first is None or usage_tokens is None:
+    if first is None or usage is None:
         return RequestResult(False, error="stream ended without content or usage")
-    tpot = (last - first) / (usage_tokens - 1) if usage_tokens > 1 else 0.0
-    return RequestResult(True, first - started, tpot, usage_tokens, ended - started)
+    tokens = usage["completion_tokens"]
+    tpot = (last - first) / (tokens - 1) if tokens > 1 else 0.0
+    return RequestResult(
+        True,
+        first - started,
+        tpot,
+        tokens,
+        ended - started,
+        prompt_tokens=usage.get("prompt_tokens", 0),
+        cached_tokens=cached,
+        text="".join(pieces),
+    )
 
 
 def run_level(

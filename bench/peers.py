@@ -78,8 +78,12 @@ def llama_server_args(
     max_tokens: int,
     prompt_cache: bool,
     no_repack: bool = False,
+    unified_kv: bool = False,
     threads: int = LLAMA_THREADS,
 ) -> list[str]:
+    """With `unified_kv`, the slots share one KV buffer and any of them may hold a prompt
+    of the whole context (the prompt levels' 7,000 tokens); without, each slot holds
+    context / slots tokens (512 at 16 slots)."""
     args = [
         str(binary),
         "-m",
@@ -102,6 +106,8 @@ def llama_server_args(
         args.append("--no-cache-prompt")
     if no_repack:
         args.append("--no-repack")
+    if unified_kv:
+        args.append("--kv-unified")
     return args
 
 
@@ -120,6 +126,10 @@ def vllm_args(python: Path, model_dir: Path, port: int) -> list[str]:
         str(port),
         "--dtype",
         "bfloat16",
+        # On by default for this model on x86 CPUs; named so the command line says it.
+        "--enable-prefix-caching",
+        # usage.prompt_tokens_details.cached_tokens, which the prompt levels report.
+        "--enable-prompt-tokens-details",
     ]
 
 
@@ -311,10 +321,16 @@ def start_llama_server(
     max_tokens: int,
     prompt_cache: bool,
     flags: set[str],
+    unified_kv: bool = False,
 ) -> PeerServer:
     name = llama_server_name(prompt_cache)
     gguf = embedded_gguf()
     notes: list[str] = []
+    if unified_kv:
+        notes.append(
+            "--kv-unified: its slots share one KV buffer, so one slot may hold a prompt of "
+            "the whole context (the prompt levels need it); the concurrency levels share it too"
+        )
     no_repack = False
     while True:
         args = llama_server_args(
@@ -325,6 +341,7 @@ def start_llama_server(
             max_tokens=max_tokens,
             prompt_cache=prompt_cache,
             no_repack=no_repack,
+            unified_kv=unified_kv,
         )
         server = launch(args, {}, log_dir, name)
         problem = wait_up_or_stop(server, timeout=120)
@@ -415,10 +432,12 @@ def start_peers(
     max_tokens: int,
     flags: set[str],
     unavailable: dict[str, str],
+    unified_kv: bool = False,
 ) -> Iterator[PeerServer]:
     """Every installed peer started (llama-server twice: with and without its prompt
-    cache), each yielded once up so that the caller owns it at once; one that does not
-    come up is added to `unavailable` and the others go on."""
+    cache; with `unified_kv`, its slots sharing one KV buffer), each yielded once up so
+    that the caller owns it at once; one that does not come up is added to `unavailable`
+    and the others go on."""
     starts: list[tuple[str, Callable[[], PeerServer]]] = []
     for name, done in installed.items():
         log_dir = tmp / name
@@ -432,6 +451,7 @@ def start_peers(
                     max_tokens=max_tokens,
                     prompt_cache=cache,
                     flags=flags,
+                    unified_kv=unified_kv,
                 )
                 starts.append((llama_server_name(cache), start))
         elif name == "vllm-cpu":

@@ -168,10 +168,13 @@ def write_json(
     levels: list[LevelResult],
     rows: list[dict],
     peer_rows: list[dict] | None = None,
+    extra: dict | None = None,
 ) -> None:
+    """results.json; `extra` adds top-level sections (the prompt levels')."""
     body = {"meta": meta, "levels": [level.to_dict() for level in levels], "ratios": rows}
     if peer_rows is not None:
         body["peer_ratios"] = peer_rows
+    body.update(extra or {})
     path.write_text(json.dumps(body, indent=2) + "\n")
 
 

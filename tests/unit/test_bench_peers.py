@@ -272,3 +272,17 @@ def test_the_peer_ratio_table() -> None:
 
 def test_no_peer_rows_say_why() -> None:
     assert "missing" in format_peer_ratios([], PEER_NAMES)
+
+
+def test_llama_server_slots_share_one_kv_buffer_only_when_asked() -> None:
+    shared = llama_server_args(BINARY, GGUF, 1, slots=16, max_tokens=64, prompt_cache=False)
+    assert "--kv-unified" not in shared
+    shared = llama_server_args(
+        BINARY, GGUF, 1, slots=16, max_tokens=64, prompt_cache=False, unified_kv=True
+    )
+    assert "--kv-unified" in shared
+
+
+def test_vllm_runs_with_its_prefix_cache_and_reports_cached_tokens() -> None:
+    args = vllm_args(Path("/venv/bin/python"), Path("/models/m"), 8000)
+    assert "--enable-prefix-caching" in args and "--enable-prompt-tokens-details" in args

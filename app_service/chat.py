@@ -158,6 +158,7 @@ class ChatTurn:
             TokenCounter(self.pool.tokenize, settings["model"]),
             system_prompt=settings["system_prompt"],
             user_text=question["content"],
+            conversation_id=req.conversation_id,
             history=history(inputs.messages, question["id"]),
             files=files,
             load_text=lambda file_id, n: file_text(conn, self.user_id, file_id, n),

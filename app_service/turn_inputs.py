@@ -98,10 +98,14 @@ def context_file_ids(
     messages: list[sqlite3.Row],
     existing: set[str],
 ) -> list[str]:
-    """The question's files, then files attached earlier in the conversation that exist."""
-    ids = [a["id"] for a in question_attachments]
-    for message in reversed(messages):
+    """The files in context, that exist, in the order they were first attached to the
+    conversation (oldest first; the question's own, when new, last): a file attached later
+    appends to the prompt's documents and leaves the earlier ones, a cached prefix, as they
+    were. `messages` are the conversation's stored messages, in order."""
+    ids: list[str] = []
+    for message in messages:
         for attachment in json.loads(message["attachments"]):
             if attachment["id"] not in ids:
                 ids.append(attachment["id"])
+    ids += [a["id"] for a in question_attachments if a["id"] not in ids]
     return [i for i in ids if i in existing]

@@ -135,7 +135,10 @@ class Finish:
 
 @dataclass(frozen=True)
 class Usage:
-    usage: dict[str, Any]
+    usage: dict[str, int]  # the counts only: prompt_tokens, completion_tokens, total_tokens
+
+
+USAGE_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
 @dataclass(frozen=True)
@@ -150,8 +153,11 @@ ChatEvent = TextDelta | Finish | Usage | StreamFailed
 
 def chunk_events(chunk: dict[str, Any]) -> Iterator[ChatEvent]:
     """One OpenAI `chat.completion.chunk` → its events (choice 0's: chat asks for one)."""
-    if chunk.get("usage"):
-        yield Usage(chunk["usage"])
+    usage = chunk.get("usage")
+    if isinstance(usage, dict) and usage:
+        # Engines add nested details (prompt_tokens_details: the model API's and vLLM's
+        # cached tokens); a chat turn stores and sends the three counts.
+        yield Usage({k: usage[k] for k in USAGE_COUNTS if isinstance(usage.get(k), int)})
     for choice in chunk.get("choices") or []:
         if not isinstance(choice, dict):
             continue

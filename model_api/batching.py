@@ -59,11 +59,11 @@ class BatchingEngine(GenerationThread):
         self.running: list[_Sequence] = []
         # Blocks are prefill chunks: a prompt resumes from the cache at a chunk boundary, so
         # it is cut where it is cut without the cache and gets the same bits.
-        self.prefix_cache = PrefixCache(
+        prefix_cache = PrefixCache(
             prefill_chunk_tokens, prefix_cache_mb * 2**20, self.kv_bytes_per_token
         )
         self.runner = make_runner(
-            loaded, max_rows=max_batch_size, batched=True, prefix_cache=self.prefix_cache
+            loaded, max_rows=max_batch_size, batched=True, prefix_cache=prefix_cache
         )
 
     # ---- read by /health and /metrics ---------------------------------------------------

@@ -42,8 +42,8 @@ class PrefixCache:
 
     def __init__(self, block_tokens: int, budget_bytes: int, bytes_per_token: int) -> None:
         self.block_tokens = block_tokens
-        self.block_bytes = block_tokens * bytes_per_token
-        self.max_blocks = budget_bytes // self.block_bytes if self.block_bytes else 0
+        block_bytes = block_tokens * bytes_per_token
+        self.max_blocks = budget_bytes // block_bytes if block_bytes else 0
         self._by_key: dict[tuple[int, tuple[int, ...]], _Block] = {}
         self._lru: OrderedDict[int, _Block] = OrderedDict()  # least recently used first
         self._next_id = ROOT + 1
@@ -93,10 +93,6 @@ class PrefixCache:
             parent = block.id
         self._touch(chain)
         self._evict()
-
-    def clear(self) -> None:
-        self._by_key.clear()
-        self._lru.clear()
 
     # ---- inside ---------------------------------------------------------------------------
 

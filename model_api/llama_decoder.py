@@ -35,7 +35,13 @@ import torch.nn.functional as F
 from model_api.decode_attention import BATCHED, DecodeRows, decode_attention_by_row
 from model_api.invariance import attention_is_row_invariant, row_quantum, run_padded
 from model_api.kv_slots import KVSlots
-from model_api.quantization import GROUP_SIZE, Int4Linear, Int8Linear, int4_linears
+from model_api.quantization import (
+    GROUP_SIZE,
+    Int4Linear,
+    Int8Linear,
+    int4_linears,
+    prefill_dtype,
+)
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +147,16 @@ class LlamaDecoder:
             weights.append(attn.o_proj.weight)
             weights.append(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
             weights.append(mlp.down_proj.weight)
-        linears = None if int4 is None else int4_linears(weights, force=bool(int4))
+        linears = (
+            None
+            if int4 is None
+            else int4_linears(weights, force=bool(int4), dense_dtype=prefill_dtype())
+        )
         self.quantization = "int4" if linears is not None else "none"
         self.dtype = torch.bfloat16 if linears is not None else inner.embed_tokens.weight.dtype
+        # What a prompt's rows enter its linears in: an int4 model's dense copy may be fp32
+        # (quantization.prefill_dtype); the KV cache stays in self.dtype either way.
+        self.prefill_dtype = linears[0].dense.dtype if self.quantization == "int4" else self.dtype
         if linears is None:
             linears = [DenseLinear(w, self.dtype) for w in weights]
         del weights
@@ -195,7 +208,7 @@ class LlamaDecoder:
     def calibrate(self, max_batch: int, max_prefill_rows: int, max_len: int) -> None:
         """Measure which kernels give a row the same bits in any batch (invariance.py), and
         pad or split where they do not. Logs what it found."""
-        probe = functools.partial(row_quantum, dtype=self.dtype, device=self.device)
+        probe = functools.partial(row_quantum, device=self.device)
         found: dict[tuple[Any, ...], tuple[int | None, int | None]] = {}
         for linear in self._linears():
             # Prompts reach the output projection one row per sequence, not per token.
@@ -203,11 +216,11 @@ class LlamaDecoder:
             shape = (type(linear), linear.in_features, linear.out_features, prefill_rows)
             if shape not in found:
                 found[shape] = (
-                    probe(linear.decode, linear.in_features, max_batch),
-                    probe(linear.prefill, linear.in_features, prefill_rows),
+                    probe(linear.decode, linear.in_features, max_batch, self.dtype),
+                    probe(linear.prefill, linear.in_features, prefill_rows, self.prefill_dtype),
                 )
             linear.decode_quantum, linear.prefill_quantum = found[shape]
-        norm = self._norm_step(self.final_norm, 1)
+        norm = self._norm_step(self.final_norm, 1, self.dtype)
         self.norm_quanta = (  # of the float32 residual stream
             row_quantum(norm, self.hidden, max_batch, torch.float32, self.device),
             row_quantum(norm, self.hidden, max_prefill_rows, torch.float32, self.device),
@@ -243,12 +256,13 @@ class LlamaDecoder:
 
         def steps(decode: bool) -> list[LayerSteps]:
             quantum = self.norm_quanta[0 if decode else 1]
+            dtype = self.dtype if decode else self.prefill_dtype
             return [
                 (
-                    self._norm_step(layer.attn_norm, quantum),
+                    self._norm_step(layer.attn_norm, quantum, dtype),
                     _row_step(layer.qkv, decode),
                     _row_step(layer.out, decode),
-                    self._norm_step(layer.mlp_norm, quantum),
+                    self._norm_step(layer.mlp_norm, quantum, dtype),
                     _row_step(layer.gate_up, decode),
                     _row_step(layer.down, decode),
                 )
@@ -258,15 +272,18 @@ class LlamaDecoder:
         self._decode_steps, self._prefill_steps = steps(True), steps(False)
         self._final = {
             decode: (
-                self._norm_step(self.final_norm, self.norm_quanta[0 if decode else 1]),
+                # The output projection takes every row in self.dtype (int8's kernel is bf16).
+                self._norm_step(self.final_norm, self.norm_quanta[0 if decode else 1], self.dtype),
                 _row_step(self.head, decode),
             )
             for decode in (True, False)
         }
 
-    def _norm_step(self, weight: torch.Tensor, quantum: int | None) -> RowFunction:
-        """RMSNorm of the float32 residual stream, in float32, cast to the linears' dtype."""
-        shape, eps, dtype = (self.hidden,), self.eps, self.dtype
+    def _norm_step(
+        self, weight: torch.Tensor, quantum: int | None, dtype: torch.dtype
+    ) -> RowFunction:
+        """RMSNorm of the float32 residual stream, in float32, cast to the linears' `dtype`."""
+        shape, eps = (self.hidden,), self.eps
 
         def norm(rows: torch.Tensor) -> torch.Tensor:
             return F.rms_norm(rows, shape, weight, eps).to(dtype)
@@ -339,7 +356,7 @@ class LlamaDecoder:
                 )
                 block[1, row, :, start:stop] = v[first:past].view(-1, kv_heads, dim).transpose(0, 1)
                 keys, values = block[0, row, :, :stop], block[1, row, :, :stop]
-                q = rotated[first:past, :heads].to(v.dtype)
+                q = rotated[first:past, :heads].to(block.dtype)
                 parts.append(self._prompt_attention(q, keys, values, start))
             return parts[0] if len(parts) == 1 else torch.cat(parts)
 

@@ -22,12 +22,38 @@ LEVELS = 15  # a 4-bit code is 0..15
 # How far (in steps) a weight may sit from its grid point and still count as on it:
 # fp32 rounding of `min + q * step` is ~1e-7 of a step; anything else is ~0.5.
 ON_GRID_TOLERANCE = 1e-3
+# CPU flags of a bf16 matrix unit (AVX512-BF16, AMX). Without one, oneDNN emulates a bf16
+# GEMM in fp32 with conversions: ~10x slower than fp32 at a prompt's 256 rows on an AVX2
+# EPYC (26 ms against 2.8 ms for a 1536x576 weight), so prompts there run fp32.
+BF16_MATMUL_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_bf16_matmul(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (True when it cannot be read: the
+    bf16 path is correct everywhere, only slower)."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return True
+    return not flags or any(flag in flags.split() for flag in BF16_MATMUL_FLAGS)
+
+
+def prefill_dtype() -> torch.dtype:
+    """The dtype of an Int4Linear's dense prompt copy on this CPU (see BF16_MATMUL_FLAGS)."""
+    return torch.bfloat16 if cpu_has_bf16_matmul() else torch.float32
 
 
 class Int4Linear(torch.nn.Module):
     """A bias-free linear whose weight is packed 4-bit codes with a scale and zero per group."""
 
-    def __init__(self, codes: torch.Tensor, scales: torch.Tensor, lows: torch.Tensor) -> None:
+    def __init__(
+        self,
+        codes: torch.Tensor,
+        scales: torch.Tensor,
+        lows: torch.Tensor,
+        dense_dtype: torch.dtype = torch.bfloat16,
+    ) -> None:
         super().__init__()
         out_features, in_features = codes.shape
         self.in_features, self.out_features = in_features, out_features
@@ -38,12 +64,13 @@ class Int4Linear(torch.nn.Module):
         pairs = torch.stack([scales, zeros], dim=-1).transpose(0, 1).contiguous()
         self.register_buffer("scales_and_zeros", pairs.to(torch.bfloat16))
         # The int4 kernel multiplies row by row: fast for a decode step (a few rows), ~3x
-        # slower than a dense bf16 GEMM for a prompt's hundreds. Prefill uses this copy
-        # (half the fp32 model's bytes again); which path a token takes depends only on
+        # slower than a dense bf16 GEMM for a prompt's hundreds (AMX), ~2x slower than fp32
+        # (AVX2). Prefill uses this copy in `dense_dtype` (prefill_dtype(): half the fp32
+        # model's bytes again, or all of them); which path a token takes depends only on
         # whether it is in a prompt, so a sequence's arithmetic never depends on its batch.
         grouped = codes.float().reshape(out_features, -1, GROUP_SIZE)
         dense = lows.unsqueeze(-1) + grouped * scales.unsqueeze(-1)
-        self.register_buffer("dense", dense.reshape(out_features, in_features).to(torch.bfloat16))
+        self.register_buffer("dense", dense.reshape(out_features, in_features).to(dense_dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3 and x.shape[1] > 1:  # [batch, prompt tokens, features]: a prefill
@@ -186,8 +213,11 @@ def quantizable_linears(model: torch.nn.Module) -> list[Swap]:
     return found
 
 
-def int4_linears(weights: list[torch.Tensor], force: bool) -> list[Int4Linear] | None:
-    """An Int4Linear per weight, or None when some weight is not 4-bit and not `force`.
+def int4_linears(
+    weights: list[torch.Tensor], force: bool, dense_dtype: torch.dtype = torch.bfloat16
+) -> list[Int4Linear] | None:
+    """An Int4Linear per weight (its prompt copy in `dense_dtype`), or None when some
+    weight is not 4-bit and not `force`.
 
     Without `force` nothing is built unless every weight is already 4-bit (lossless);
     with it, weights that are not are cut to 4 bits (lossy, logged).
@@ -199,7 +229,7 @@ def int4_linears(weights: list[torch.Tensor], force: bool) -> list[Int4Linear] |
     if lossy:
         log.warning("int4: %d of %d linears were not 4-bit and lost precision", lossy, len(weights))
     return [
-        Int4Linear(*(codes or min_max_codes(weight)))
+        Int4Linear(*(codes or min_max_codes(weight)), dense_dtype=dense_dtype)
         for weight, codes in zip(weights, exact, strict=True)
     ]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from model_api import llama_decoder
 from model_api.decode_attention import (
     BATCHED,
     DecodeRows,
@@ -52,9 +53,13 @@ def test_fp32_decoder_gives_transformers_logits(model) -> None:
     torch.testing.assert_close(steps[1][0], expected[len(prompt) + 1], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("dense", [torch.bfloat16, torch.float32])
 @torch.inference_mode()
-def test_prompts_prefilled_together_get_their_lone_bits(model) -> None:
+def test_prompts_prefilled_together_get_their_lone_bits(model, monkeypatch, dense) -> None:
+    # Both prompt copies an int4 model may get: bf16 (a CPU with AMX) and fp32 (AVX2).
+    monkeypatch.setattr(llama_decoder, "prefill_dtype", lambda: dense)
     decoder = LlamaDecoder(model, int4=True, max_len=MAX_LEN)
+    assert decoder.prefill_dtype == dense and decoder.dtype == torch.bfloat16
     decoder.calibrate(max_batch=4, max_prefill_rows=64, max_len=MAX_LEN)
     prompts = {"a": [1, 2, 3], "b": list(range(5, 30)), "c": [9] * 11}
     alone = {}

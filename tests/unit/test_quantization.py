@@ -11,6 +11,7 @@ from model_api.quantization import (
     GROUP_SIZE,
     Int4Linear,
     Int8Linear,
+    cpu_has_bf16_matmul,
     four_bit_codes,
     min_max_codes,
     quantize_int4,
@@ -49,6 +50,31 @@ def test_weights_that_are_not_four_bit_are_recognised() -> None:
     assert four_bit_codes(torch.randn(8, 64)) is None
     codes = min_max_codes(torch.randn(8, 64))[0]  # forced: close, not exact
     assert int(codes.max()) == 15
+
+
+def test_an_fp32_prompt_copy_is_the_dequantized_weight_exactly() -> None:
+    weight = four_bit_weight()
+    linear = Int4Linear(*four_bit_codes(weight), dense_dtype=torch.float32)  # type: ignore[misc]
+    assert linear.dense.dtype == torch.float32
+    torch.testing.assert_close(linear.dense, weight, atol=1e-6, rtol=0)
+    x = torch.randn(40, weight.shape[1])
+    torch.testing.assert_close(linear.prefill(x), x @ weight.t(), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ("flags\t\t: fpu sse2 avx2 fma f16c\n", False),  # an AVX2 EPYC
+        ("flags\t\t: avx2 avx512f avx512_bf16\n", True),
+        ("flags\t\t: avx2 avx512f amx_bf16 amx_tile\n", True),  # Sapphire Rapids
+        ("processor\t: 0\n", True),  # no flags line (not x86): the bf16 path, correct anywhere
+    ],
+)
+def test_bf16_matmul_is_read_from_the_cpu_flags(tmp_path, flags: str, expected: bool) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\n" + flags)
+    assert cpu_has_bf16_matmul(str(cpuinfo)) is expected
+    assert cpu_has_bf16_matmul(str(tmp_path / "missing")) is True
 
 
 def test_int4_linear_matches_its_dequantized_weight() -> None:

@@ -393,22 +393,37 @@ class LlamaDecoder:
         self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int
     ) -> torch.Tensor:
         """A chunk's queries [n, heads, dim] over its row's keys [kv_heads, start + n, dim]:
-        causal, with the `start` keys before the chunk visible to every query."""
-        n = q.shape[0]
-        mask = None
-        if start:
+        causal, with the `start` keys before the chunk visible to every query.
+
+        After the first chunk the mask is explicit, and the query heads that share a kv head
+        are stacked into one block of group × n rows (one attention per kv head instead of
+        `group`: ~1.3x faster for a follow-up question's ~100 rows over 7k cached keys). A
+        prompt's chunks are cut the same with or without the prefix cache, so each chunk
+        still gets the bits it gets cold.
+        """
+        n, dim = q.shape[0], self.head_dim
+        by_head = q.transpose(0, 1)  # [heads, n, dim]
+        if not start:
+            out = F.scaled_dot_product_attention(
+                by_head.unsqueeze(0),
+                keys.unsqueeze(0),
+                values.unsqueeze(0),
+                is_causal=True,
+                scale=self.scale,
+                enable_gqa=True,
+            )[0]
+        else:
+            group = self.heads // self.kv_heads
             columns = torch.arange(start + n, device=q.device)
             mask = columns <= start + torch.arange(n, device=q.device).unsqueeze(1)
-        out = F.scaled_dot_product_attention(
-            q.transpose(0, 1).unsqueeze(0),
-            keys.unsqueeze(0),
-            values.unsqueeze(0),
-            attn_mask=mask,
-            is_causal=not start,
-            scale=self.scale,
-            enable_gqa=True,
-        )
-        return out[0].transpose(0, 1).reshape(n, -1)
+            out = F.scaled_dot_product_attention(
+                by_head.reshape(self.kv_heads, group * n, dim).unsqueeze(0),
+                keys.unsqueeze(0),
+                values.unsqueeze(0),
+                attn_mask=mask.repeat(group, 1),
+                scale=self.scale,
+            )[0]
+        return out.reshape(self.heads, n, dim).transpose(0, 1).reshape(n, -1)
 
     def _logits(self, x: torch.Tensor, decode: bool) -> torch.Tensor:
         norm, head = self._final[decode]

@@ -18,6 +18,7 @@ import torch
 from model_api.engine import GenerationHandle, GenerationThread, SequenceOutput
 from model_api.loading import LoadedModel
 from model_api.prefix_cache import PrefixCache
+from model_api.prompt_chunks import ChunkPlan
 from model_api.runners import make_runner
 from model_api.sampling import Sampler
 
@@ -48,6 +49,7 @@ class BatchingEngine(GenerationThread):
         prefill_chunk_tokens: int = 256,
         kv_cache_mb: int = 1024,
         prefix_cache_mb: int = 0,
+        boundary_ids: frozenset[int] = frozenset(),
     ) -> None:
         super().__init__(capacity=max_batch_size + max_waiting)
         self.loaded = loaded
@@ -55,13 +57,13 @@ class BatchingEngine(GenerationThread):
         self.kv_bytes_per_token = kv_bytes_per_token(loaded.config, loaded.dtype)
         self.kv_cache_tokens = kv_cache_mb * 2**20 // self.kv_bytes_per_token
         self.prefill_chunk_tokens = prefill_chunk_tokens
+        # boundary_ids: the chat template's tokens, where chunks may end early (prompt_chunks.py).
+        self.chunks = ChunkPlan(prefill_chunk_tokens, boundary_ids)
         self.prefilling: list[_Sequence] = []
         self.running: list[_Sequence] = []
-        # Blocks are prefill chunks: a prompt resumes from the cache at a chunk boundary, so
-        # it is cut where it is cut without the cache and gets the same bits.
-        prefix_cache = PrefixCache(
-            prefill_chunk_tokens, prefix_cache_mb * 2**20, self.kv_bytes_per_token
-        )
+        # Blocks are prefill chunks: a prompt resumes from the cache at a chunk end, so it
+        # is cut where it is cut without the cache and gets the same bits.
+        prefix_cache = PrefixCache(self.chunks, prefix_cache_mb * 2**20, self.kv_bytes_per_token)
         self.runner = make_runner(
             loaded, max_rows=max_batch_size, batched=True, prefix_cache=prefix_cache
         )
@@ -85,7 +87,7 @@ class BatchingEngine(GenerationThread):
         cache = self.runner.prefix_cache
         if cache is not None:  # only chatstack's own decoder has one
             stats["prefix_cache_tokens"] = cache.tokens
-            stats["prefix_cache_capacity_tokens"] = cache.max_blocks * cache.block_tokens
+            stats["prefix_cache_capacity_tokens"] = cache.max_tokens
         return stats
 
     def _cache_fits(self, prompt_len: int) -> bool:
@@ -159,9 +161,9 @@ class BatchingEngine(GenerationThread):
     def _prefill_step(self) -> None:
         """Prefill one chunk for as many prompts as a chunk's worth of tokens allows.
 
-        A prompt is always cut at the same places (every PREFILL_CHUNK_TOKENS), whatever
-        else is waiting: the cut changes the arithmetic, and a prompt must give the same
-        answer in a batch as alone. The budget only decides who goes this step. Where the
+        A prompt is always cut at the same places (self.chunks: from its tokens alone),
+        whatever else is waiting: the cut changes the arithmetic, and a prompt must give
+        the same answer in a batch as alone. The budget only decides who goes this step. Where the
         runner batches prefills the chosen chunks run as one forward, else one each (so a
         prompt that fails fails alone).
         """
@@ -170,7 +172,7 @@ class BatchingEngine(GenerationThread):
             if budget <= 0:
                 break
             prompt = seq.handle.prompt_ids
-            chunk = prompt[seq.prefilled : seq.prefilled + self.prefill_chunk_tokens]
+            chunk = prompt[seq.prefilled : self.chunks.next_end(prompt, seq.prefilled)]
             chosen.append((seq, chunk))
             budget -= len(chunk)
         groups = [chosen] if self.runner.batches_prefills else [[c] for c in chosen]

@@ -2,11 +2,12 @@
 later prompt that starts with the same tokens (the same system prompt, document and history,
 the next turn of a conversation) copies them instead of computing them again.
 
-A block is one prefill chunk (PREFILL_CHUNK_TOKENS tokens) at a chunk boundary of its
-prompt. Only chunks are cached, never decoded tokens, and a prompt always resumes at a
-chunk boundary: the engine cuts a prompt at the same places with or without the cache, so a
-cached block holds exactly the bits the prompt's own prefill would write, and the answer is
-the one it gets without the cache (tests/unit/test_prefix_cache.py checks it).
+A block is one whole prefill chunk of a prompt (prompt_chunks.py: up to
+PREFILL_CHUNK_TOKENS, ending where a message ends). Only chunks are cached, never decoded
+tokens, and a prompt resumes at a chunk end: the engine cuts a prompt at the same places
+with or without the cache, so a cached block holds exactly the bits the prompt's own
+prefill would write, and the answer is the one it gets without the cache
+(tests/unit/test_prefix_cache.py checks it).
 
 Blocks form chains: a block's key is its parent block and its own tokens, so a block is
 found only after the same tokens from the prompt's start. The tokens themselves are the key
@@ -19,10 +20,12 @@ its parent (a chain's blocks are never orphaned).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
+
+from model_api.prompt_chunks import ChunkPlan
 
 ROOT = 0  # the parent of a prompt's first block
 
@@ -36,59 +39,61 @@ class _Block:
     key: tuple[int, tuple[int, ...]]  # (parent id, tokens)
     kv: torch.Tensor = field(repr=False)
 
+    @property
+    def tokens(self) -> int:
+        return len(self.key[1])
+
 
 class PrefixCache:
-    """Prompt blocks of `block_tokens` tokens, at most `budget_bytes` of them."""
+    """Whole chunks of prompts as `plan` cuts them, at most `budget_bytes` of them."""
 
-    def __init__(self, block_tokens: int, budget_bytes: int, bytes_per_token: int) -> None:
-        self.block_tokens = block_tokens
-        block_bytes = block_tokens * bytes_per_token
-        self.max_blocks = budget_bytes // block_bytes if block_bytes else 0
+    def __init__(self, plan: ChunkPlan, budget_bytes: int, bytes_per_token: int) -> None:
+        self.plan = plan
+        self.max_tokens = budget_bytes // bytes_per_token if bytes_per_token else 0
         self._by_key: dict[tuple[int, tuple[int, ...]], _Block] = {}
         self._lru: OrderedDict[int, _Block] = OrderedDict()  # least recently used first
         self._next_id = ROOT + 1
+        self.tokens = 0  # held now
         self.hit_tokens = 0  # prompt tokens served from the cache, since start
         self.evicted_blocks = 0
 
     @property
     def enabled(self) -> bool:
-        return self.max_blocks > 0
+        return self.max_tokens >= self.plan.max_tokens
 
     @property
     def blocks(self) -> int:
         return len(self._lru)
 
-    @property
-    def tokens(self) -> int:
-        return len(self._lru) * self.block_tokens
-
-    def reusable(self, prompt_len: int) -> int:
-        """The most tokens of a prompt the cache may give: whole blocks, and never the
-        prompt's last token (its logits start the answer, so it is always computed)."""
-        return (prompt_len - 1) // self.block_tokens * self.block_tokens if prompt_len else 0
-
     def match(self, prompt: list[int]) -> list[torch.Tensor]:
         """The cached blocks that begin `prompt`, in order (each [layers, 2, kv_heads,
-        block_tokens, dim]); they become the most recently used."""
-        chain = list(self._walk(prompt, self.reusable(len(prompt))))
+        tokens, dim]); they become the most recently used. Never the prompt's last token:
+        its logits start the answer, so it is always computed."""
+        chain = []
+        for block in self._walk(prompt, len(prompt) - 1):
+            if block is None:
+                break
+            chain.append(block)
         self._touch(chain)
-        self.hit_tokens += len(chain) * self.block_tokens
+        self.hit_tokens += sum(block.tokens for block in chain)
         return [block.kv for block in chain]
 
     def store(self, prompt: list[int], end: int, read: ReadBlock) -> None:
-        """Keep the blocks of `prompt[:end]` (`end` a multiple of block_tokens) that are not
-        cached, reading each one's keys and values with `read(start, stop)`."""
-        if not self.enabled or end % self.block_tokens:
+        """Keep the whole chunks of `prompt[:end]` that are not cached, reading each one's
+        keys and values with `read(start, stop)`."""
+        if not self.enabled:
             return
-        size, parent, chain = self.block_tokens, ROOT, []
-        for start in range(0, end, size):
-            key = (parent, tuple(prompt[start : start + size]))
-            block = self._by_key.get(key)
+        chain, parent = [], ROOT
+        for (start, stop), block in zip(
+            self.plan.whole_chunks(prompt, end), self._walk(prompt, end), strict=True
+        ):
             if block is None:
-                block = _Block(self._next_id, key, read(start, start + size).clone())
+                key = (parent, tuple(prompt[start:stop]))
+                block = _Block(self._next_id, key, read(start, stop).clone())
                 self._next_id += 1
                 self._by_key[key] = block
                 self._lru[block.id] = block
+                self.tokens += block.tokens
             chain.append(block)
             parent = block.id
         self._touch(chain)
@@ -96,14 +101,16 @@ class PrefixCache:
 
     # ---- inside ---------------------------------------------------------------------------
 
-    def _walk(self, prompt: list[int], limit: int):
-        size, parent = self.block_tokens, ROOT
-        for start in range(0, limit, size):
-            block = self._by_key.get((parent, tuple(prompt[start : start + size])))
-            if block is None:
-                return
+    def _walk(self, prompt: list[int], limit: int) -> Iterator[_Block | None]:
+        """The cached block of each whole chunk up to `limit`, None for the first missing
+        one and each after it (a block is found only after its parent)."""
+        parent: int | None = ROOT
+        for start, stop in self.plan.whole_chunks(prompt, limit):
+            block = None
+            if parent is not None:
+                block = self._by_key.get((parent, tuple(prompt[start:stop])))
+            parent = block.id if block is not None else None
             yield block
-            parent = block.id
 
     def _touch(self, chain: list[_Block]) -> None:
         # Last block first: a parent ends up more recent than any of its children.
@@ -111,7 +118,8 @@ class PrefixCache:
             self._lru.move_to_end(block.id)
 
     def _evict(self) -> None:
-        while len(self._lru) > self.max_blocks:
+        while self.tokens > self.max_tokens:
             _, block = self._lru.popitem(last=False)
             del self._by_key[block.key]
+            self.tokens -= block.tokens
             self.evicted_blocks += 1

@@ -124,14 +124,12 @@ class LlamaRunner(ModelRunner):
         return logits
 
     def _keep(self, key: Hashable) -> None:
-        """The prompt's whole blocks written so far, into the prefix cache."""
+        """The prompt's whole chunks written so far, into the prefix cache."""
         cache, kv = self.prefix_cache, self.kv
         assert cache is not None and kv.data is not None
-        prompt, length = self.prompts[key], kv.length(key)
-        end = min(length, len(prompt)) // cache.block_tokens * cache.block_tokens
-        if end:
-            data, row = kv.data, kv.row(key)
-            cache.store(prompt, end, lambda start, stop: data[:, :, row, :, start:stop])
+        prompt, data, row = self.prompts[key], kv.data, kv.row(key)
+        end = min(kv.length(key), len(prompt))
+        cache.store(prompt, end, lambda start, stop: data[:, :, row, :, start:stop])
 
     def decode(self, keys: list[Hashable], tokens: list[int]) -> torch.Tensor:
         kv = self.kv

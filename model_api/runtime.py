@@ -13,6 +13,7 @@ from chatstack.errors import APIError
 from model_api.batching import BatchingEngine
 from model_api.engine import Engine, SequentialEngine
 from model_api.loading import LoadedModel, load_model
+from model_api.prompt_chunks import template_token_ids
 from model_api.serving import ModelService
 from model_api.settings import Settings
 
@@ -29,6 +30,7 @@ def build_engine(settings: Settings, loaded: LoadedModel) -> Engine:
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
             kv_cache_mb=settings.kv_cache_mb,
             prefix_cache_mb=settings.prefix_cache_mb,
+            boundary_ids=template_token_ids(loaded.tokenizer),
         )
     return SequentialEngine(loaded, max_waiting=settings.max_waiting)
 

@@ -99,13 +99,15 @@ class LlamaRunner(ModelRunner):
 
     def open(self, key: Hashable, prompt: list[int]) -> int:
         kv = self.kv
-        kv.open(key, len(prompt) + 1)
+        blocks = self.prefix_cache.match(prompt) if self.prefix_cache is not None else []
+        seeded = sum(block.shape[3] for block in blocks)
+        kv.open(key, len(prompt) + 1, seeded)
         if self.prefix_cache is None:
             return 0
         self.prompts[key] = prompt
         assert kv.data is not None
         row, start = kv.row(key), 0
-        for block in self.prefix_cache.match(prompt):
+        for block in blocks:
             stop = start + block.shape[3]
             kv.data[:, :, row, :, start:stop].copy_(block)
             start = stop

@@ -97,6 +97,16 @@ def test_kv_rows_stay_packed_and_keep_their_columns_through_growth() -> None:
     assert kv.data is None and kv.held_tokens == 0
 
 
+def test_a_seeded_row_is_zeroed_only_past_what_its_caller_writes() -> None:
+    kv = KVSlots(layers=1, kv_heads=1, head_dim=2, max_rows=2, dtype=torch.float32, device=CPU)
+    kv.open("a", 10)
+    kv.data.fill_(float("nan"))  # stands for what torch.empty or an earlier row may leave
+    kv.open("b", 10, seeded=4)  # the caller copies 4 cached columns in
+    row = kv.data[:, :, kv.row("b")]
+    assert row[..., 4:, :].eq(0).all()  # attention reads past a row's length: never NaN
+    assert row[..., :4, :].isnan().all()  # not zeroed: the caller overwrites them at once
+
+
 def test_row_quantum_finds_row_wise_and_batch_dependent_functions() -> None:
     assert row_quantum(lambda x: x * 2, 8, 16, torch.float32, CPU) == 1
     # A function that mixes rows is invariant under no padding at all.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -257,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     levels: list[LevelResult] = []
     prompt_levels: list[PromptLevel] = []
     installed, unavailable = install_peers(peers) if peers else ({}, {})
+    # A kill of the run (Ctrl-C, SIGTERM from `timeout`) must still stop the servers it
+    # started, as bench/soak.py does: they were left running, prefilling, otherwise.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         for engine in engines:
             print(f"starting the model API with ENGINE={engine} …", flush=True)

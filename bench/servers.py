@@ -202,7 +202,7 @@ def start_engine(engine: str, tmp: Path) -> EngineServers:
     try:
         wait_healthy(server)
         health = requests.get(server.url + "/health", timeout=10).json()
-    except Exception:
+    except BaseException:  # SystemExit too: a killed run must not leave it behind
         server.stop()
         raise
     reported = health.get("engine")

@@ -416,25 +416,15 @@ class LlamaDecoder:
         it gets cold.
         """
         n, dim = q.shape[0], self.head_dim
-        by_head = q.transpose(0, 1)  # [heads, n, dim]
-        if mask is None:
-            out = F.scaled_dot_product_attention(
-                by_head.unsqueeze(0),
-                keys.unsqueeze(0),
-                values.unsqueeze(0),
-                is_causal=True,
-                scale=self.scale,
-                enable_gqa=True,
-            )[0]
+        query = q.transpose(0, 1)  # [heads, n, dim]
+        if mask is None:  # a first chunk: causal over its own keys
+            how: dict[str, Any] = {"is_causal": True, "enable_gqa": True}
         else:
-            group = self.heads // self.kv_heads
-            out = F.scaled_dot_product_attention(
-                by_head.reshape(self.kv_heads, group * n, dim).unsqueeze(0),
-                keys.unsqueeze(0),
-                values.unsqueeze(0),
-                attn_mask=mask,
-                scale=self.scale,
-            )[0]
+            query = query.reshape(self.kv_heads, -1, dim)  # [kv_heads, group × n, dim]
+            how = {"attn_mask": mask}
+        out = F.scaled_dot_product_attention(
+            query.unsqueeze(0), keys.unsqueeze(0), values.unsqueeze(0), scale=self.scale, **how
+        )[0]
         return out.reshape(self.heads, n, dim).transpose(0, 1).reshape(n, -1)
 
     def _logits(self, x: torch.Tensor, decode: bool) -> torch.Tensor:

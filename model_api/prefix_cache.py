@@ -70,7 +70,7 @@ class PrefixCache:
         tokens, dim]); they become the most recently used. Never the prompt's last token:
         its logits start the answer, so it is always computed."""
         chain = []
-        for block in self._walk(prompt, len(prompt) - 1):
+        for _, _, block in self._walk(prompt, len(prompt) - 1):
             if block is None:
                 break
             chain.append(block)
@@ -84,9 +84,7 @@ class PrefixCache:
         if not self.enabled:
             return
         chain, parent = [], ROOT
-        for (start, stop), block in zip(
-            self.plan.whole_chunks(prompt, end), self._walk(prompt, end), strict=True
-        ):
+        for start, stop, block in self._walk(prompt, end):
             if block is None:
                 key = (parent, tuple(prompt[start:stop]))
                 block = _Block(self._next_id, key, read(start, stop).clone())
@@ -101,16 +99,17 @@ class PrefixCache:
 
     # ---- inside ---------------------------------------------------------------------------
 
-    def _walk(self, prompt: list[int], limit: int) -> Iterator[_Block | None]:
-        """The cached block of each whole chunk up to `limit`, None for the first missing
-        one and each after it (a block is found only after its parent)."""
+    def _walk(self, prompt: list[int], limit: int) -> Iterator[tuple[int, int, _Block | None]]:
+        """(start, stop, cached block) of each whole chunk up to `limit`; the block is None
+        for the first missing one and each after it (a block is found only after its
+        parent)."""
         parent: int | None = ROOT
         for start, stop in self.plan.whole_chunks(prompt, limit):
             block = None
             if parent is not None:
                 block = self._by_key.get((parent, tuple(prompt[start:stop])))
             parent = block.id if block is not None else None
-            yield block
+            yield start, stop, block
 
     def _touch(self, chain: list[_Block]) -> None:
         # Last block first: a parent ends up more recent than any of its children.

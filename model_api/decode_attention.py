@@ -60,6 +60,58 @@ def decode_attention(
     return out.view(n, heads, dim).to(values.dtype)
 
 
+def decode_attention_blocked(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, rows: DecodeRows, scale: float
+) -> torch.Tensor:
+    """decode_attention with the weighted sum of values cut into ATTENTION_BLOCKs of keys.
+
+    Where a GEMM's blocking over its inner dimension follows that dimension's length (an
+    Intel Xeon with AMX: 26 of 64 rows of a batch came out with other bits than alone),
+    the weights·values product of decode_attention depends on the batch's widest row.
+    Here it is one small product per block of 32 keys, summed over the blocks; the
+    padding's blocks add exact zeros, so a row gets the bits it gets alone whatever the
+    width (the start-up check says whether it does on this CPU). Rows go through in
+    groups whose float32 keys and values fit GROUP_BYTES, so that long rows are converted
+    and read while they are still in cache (at 16 rows of 4,000 keys one group took 4x
+    as long as row by row), and a group's width is its own widest row's.
+    """
+    heads, dim = query.shape[1:]
+    kv_heads = keys.shape[1]
+    out = query.new_empty(query.shape, dtype=values.dtype)
+    start = 0
+    for stop, width in _groups(rows.lengths, kv_heads * dim * 8):
+        if width:
+            k = keys[start:stop, :, :width].float().view(-1, width, dim)
+            v = values[start:stop, :, :width].float()
+            v = v.view(-1, width // ATTENTION_BLOCK, ATTENTION_BLOCK, dim)
+            grouped = query[start:stop].reshape(-1, heads // kv_heads, dim)
+            padding = rows.padding[start * kv_heads : stop * kv_heads, :, :width]
+            scores = torch.baddbmm(padding, grouped, k.transpose(1, 2), alpha=scale)
+            weights = scores.softmax(dim=-1).view(scores.shape[0], -1, v.shape[1], ATTENTION_BLOCK)
+            parts = torch.matmul(weights.transpose(1, 2), v)  # [., blocks, group, dim]
+            out[start:stop] = parts.sum(dim=1).view(stop - start, heads, dim)
+        start = stop
+    return out
+
+
+GROUP_BYTES = 8 * 2**20  # float32 keys and values of one group of rows (measured: 1-8 MB alike)
+
+
+def _groups(lengths: list[int], bytes_per_key: int) -> list[tuple[int, int]]:
+    """Consecutive groups of rows as (stop, width): each within GROUP_BYTES at its width
+    (at least one row), width a whole number of ATTENTION_BLOCKs (0: no row decodes)."""
+    groups, width, count = [], 0, 0
+    for index, length in enumerate(lengths):
+        padded = -(-length // ATTENTION_BLOCK) * ATTENTION_BLOCK
+        wider = max(width, padded)
+        if count and (count + 1) * wider * bytes_per_key > GROUP_BYTES:
+            groups.append((index, width))
+            wider, count = padded, 0
+        width, count = wider, count + 1
+    groups.append((len(lengths), width))
+    return groups
+
+
 def decode_attention_by_row(
     query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, rows: DecodeRows, scale: float
 ) -> torch.Tensor:
@@ -73,4 +125,4 @@ def decode_attention_by_row(
 
 
 # Batched ones, the faster first; the first row-invariant one is used.
-BATCHED = (decode_attention,)
+BATCHED = (decode_attention, decode_attention_blocked)

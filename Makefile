@@ -23,10 +23,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps nginx-config-builder==1.0.1
 	@touch $(STAMP)
 
-## system-deps: Debian packages the stack needs (nginx), installed when root, else named;
-## and Node.js 20+ with npm, which build the web app
+## system-deps: Debian packages the stack needs (nginx; g++, which builds the model API's AMX
+## kernels), installed when root, else named; and Node.js 20+ with npm, which build the web app
 system-deps:
-	@$(call need_debian_packages,$(if $(shell command -v nginx || test -x /usr/sbin/nginx && echo y),,nginx-light))
+	@$(call need_debian_packages,$(if $(shell command -v nginx || test -x /usr/sbin/nginx && echo y),,nginx-light) $(if $(shell command -v g++),,g++))
 	@command -v npm >/dev/null || { echo "Node.js 20+ and npm are required (https://nodejs.org, or your distribution's nodejs 20 packages)" >&2; exit 1; }
 
 ## test-deps: what the tests need beyond that: chromium for the browser tests

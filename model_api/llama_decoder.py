@@ -5,7 +5,8 @@ position embeddings per call, and grows its KV cache by concatenation. This one 
 same weights into a few tensors and runs the layers as a short loop of torch ops:
 
 - q, k and v are one linear, gate and up another (int4 with a dense prefill copy, as
-  quantization.py builds them, or dense in the model's dtype);
+  quantization.py builds them, or dense in the model's dtype; on AMX, chatstack's own int4
+  kernel, amx_kernels.py, which takes and gives float32 rows);
 - the output projection is int8 (its codes are the embedding table of a tied model);
 - q and k rows are stored with each rotary pair side by side, so rotary positions are one
   complex multiply;
@@ -157,6 +158,13 @@ class LlamaDecoder:
         # What a prompt's rows enter its linears in: an int4 model's dense copy may be fp32
         # (quantization.prefill_dtype); the KV cache stays in self.dtype either way.
         self.prefill_dtype = linears[0].dense.dtype if self.quantization == "int4" else self.dtype
+        # What a decode step's rows enter its linears in: chatstack's int4 kernel takes the
+        # float32 rows as they are (it rounds them to bf16 itself, as the cast would).
+        self.decode_dtype = (
+            torch.float32
+            if linears is not None and all(linear.kernel is not None for linear in linears)
+            else self.dtype
+        )
         if linears is None:
             linears = [DenseLinear(w, self.dtype) for w in weights]
         del weights
@@ -216,7 +224,7 @@ class LlamaDecoder:
             shape = (type(linear), linear.in_features, linear.out_features, prefill_rows)
             if shape not in found:
                 found[shape] = (
-                    probe(linear.decode, linear.in_features, max_batch, self.dtype),
+                    probe(linear.decode, linear.in_features, max_batch, self.decode_dtype),
                     probe(linear.prefill, linear.in_features, prefill_rows, self.prefill_dtype),
                 )
             linear.decode_quantum, linear.prefill_quantum = found[shape]
@@ -256,7 +264,7 @@ class LlamaDecoder:
 
         def steps(decode: bool) -> list[LayerSteps]:
             quantum = self.norm_quanta[0 if decode else 1]
-            dtype = self.dtype if decode else self.prefill_dtype
+            dtype = self.decode_dtype if decode else self.prefill_dtype
             return [
                 (
                     self._norm_step(layer.attn_norm, quantum, dtype),
@@ -318,8 +326,8 @@ class LlamaDecoder:
 
         def attend(index: int, rotated: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
             block = data[index]
-            new = torch.cat([rotated[:, heads:].to(v.dtype), v.view(n, kv_heads, dim)], dim=1)
-            block.view(-1, dim).index_copy_(0, columns, new.view(-1, dim))
+            new = torch.cat([rotated[:, heads:], v.view(n, kv_heads, dim).float()], dim=1)
+            block.view(-1, dim).index_copy_(0, columns, new.view(-1, dim).to(block.dtype))
             q = rotated[:, :heads]
             if scatter is not None:
                 full = q.new_zeros((used, heads, dim))
@@ -441,6 +449,8 @@ def _row_step(linear: Any, decode: bool) -> RowFunction:
     quantum 1, the kernel itself (the rows are already bf16)."""
     quantum = linear.decode_quantum if decode else linear.prefill_quantum
     if decode and quantum == 1 and isinstance(linear, Int4Linear):
+        if linear.kernel is not None:
+            return linear.kernel.mm
         packed, scales = linear.packed, linear.scales_and_zeros
         return lambda rows: INT4_MM(rows, packed, GROUP_SIZE, scales)
     kernel = linear.decode if decode else linear.prefill

@@ -15,6 +15,9 @@ import logging
 
 import torch
 
+from model_api import amx_kernels
+from model_api.amx_kernels import PackedInt4, PackedInt8
+
 log = logging.getLogger(__name__)
 
 GROUP_SIZE = 32  # the kernel's group along the input dimension, and Q4_0/Q4_1's block
@@ -57,12 +60,20 @@ class Int4Linear(torch.nn.Module):
         super().__init__()
         out_features, in_features = codes.shape
         self.in_features, self.out_features = in_features, out_features
-        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.to(torch.int32), 1)
-        self.register_buffer("packed", packed)
-        # The kernel computes (q - 8) * scale + zero, so zero = min + 8 * step.
-        zeros = lows + 8 * scales
-        pairs = torch.stack([scales, zeros], dim=-1).transpose(0, 1).contiguous()
-        self.register_buffer("scales_and_zeros", pairs.to(torch.bfloat16))
+        # chatstack's kernel where it runs (amx_kernels.py: one pass over the weights for
+        # all of a step's rows, float32 out), else PyTorch's (row by row, bf16 out).
+        self.kernel = (
+            PackedInt4(codes, scales, lows)
+            if amx_kernels.library() is not None and PackedInt4.fits(codes, scales, lows)
+            else None
+        )
+        if self.kernel is None:
+            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.to(torch.int32), 1)
+            self.register_buffer("packed", packed)
+            # The kernel computes (q - 8) * scale + zero, so zero = min + 8 * step.
+            zeros = lows + 8 * scales
+            pairs = torch.stack([scales, zeros], dim=-1).transpose(0, 1).contiguous()
+            self.register_buffer("scales_and_zeros", pairs.to(torch.bfloat16))
         # The int4 kernel multiplies row by row: fast for a decode step (a few rows), ~3x
         # slower than a dense bf16 GEMM for a prompt's hundreds (AMX), ~2x slower than fp32
         # (AVX2). Prefill uses this copy in `dense_dtype` (prefill_dtype(): half the fp32
@@ -76,10 +87,14 @@ class Int4Linear(torch.nn.Module):
         if x.dim() == 3 and x.shape[1] > 1:  # [batch, prompt tokens, features]: a prefill
             return self.prefill(x)
         rows = x.reshape(-1, self.in_features)
-        return self.decode(rows).reshape(*x.shape[:-1], self.out_features)
+        out = self.decode(rows).to(torch.bfloat16)  # what a bf16 model's next module takes
+        return out.reshape(*x.shape[:-1], self.out_features)
 
     def decode(self, rows: torch.Tensor) -> torch.Tensor:
-        """[rows, in] → [rows, out] with the int4 kernel (bf16 out)."""
+        """[rows, in] → [rows, out] with an int4 kernel (float32 out from chatstack's, bf16
+        from PyTorch's); the rows enter it as bf16 either way."""
+        if self.kernel is not None:
+            return self.kernel.mm(rows)
         return torch.ops.aten._weight_int4pack_mm_for_cpu(
             rows.to(torch.bfloat16), self.packed, GROUP_SIZE, self.scales_and_zeros
         )
@@ -89,7 +104,8 @@ class Int4Linear(torch.nn.Module):
         return torch.nn.functional.linear(rows.to(self.dense.dtype), self.dense)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int4"
+        kernel = "chatstack" if self.kernel is not None else "torch"
+        return f"in_features={self.in_features}, out_features={self.out_features}, int4 ({kernel})"
 
 
 class Int8Linear(torch.nn.Module):
@@ -109,8 +125,14 @@ class Int8Linear(torch.nn.Module):
         self.register_buffer("codes", codes)
         self.register_buffer("scales", scales.to(torch.bfloat16))
         self.register_buffer("exact_scales", scales)
+        # chatstack's kernel where it runs (one pass over the codes for all of a step's
+        # rows, float32 out); PyTorch's reads them again for every row.
+        usable = amx_kernels.library() is not None and PackedInt8.fits(codes)
+        self.kernel = PackedInt8(codes, scales) if usable else None
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.kernel is not None:
+            return self.kernel.mm(rows)
         return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), self.codes, self.scales)
 
     decode = prefill = forward

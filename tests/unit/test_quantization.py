@@ -1,11 +1,13 @@
 """int4 linears: 4-bit weights are found again exactly, others are left alone unless forced,
-and a batch of rows gives each row what it gets alone."""
+and a batch of rows gives each row what it gets alone, with PyTorch's kernels and (where the
+CPU has AMX) chatstack's own."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from model_api import amx_kernels
 from model_api.loading import ModelLoadError, wants_int4
 from model_api.quantization import (
     GROUP_SIZE,
@@ -19,11 +21,24 @@ from model_api.quantization import (
 from model_api.settings import Settings
 
 
+@pytest.fixture(params=["torch", "chatstack"])
+def kernel(request, monkeypatch) -> str:
+    """Which int4/int8 kernels the linears built in a test use: PyTorch's, or chatstack's
+    AMX ones (skipped on a CPU without AMX)."""
+    if request.param == "torch":
+        monkeypatch.setattr(amx_kernels, "library", lambda: None)
+    elif amx_kernels.library() is None:
+        pytest.skip("chatstack's kernels need AMX and g++")
+    return request.param
+
+
 def four_bit_weight(out_features: int = 16, in_features: int = 64, levels: int = 16):
-    """Q4_1-style weights: per group of 32, min + q * step with fp16 min and step."""
+    """Q4_1-style weights: per group of 32, min + q * step with fp16 min and step (and, as
+    Q4_1's quantizer makes them, the group's least weight the min: code 0)."""
     torch.manual_seed(1)
     groups = in_features // GROUP_SIZE
     codes = torch.randint(0, levels, (out_features, groups, GROUP_SIZE)).float()
+    codes[..., 0] = 0
     step = (torch.rand(out_features, groups, 1) * 0.05 + 0.001).half().float()
     low = (torch.randn(out_features, groups, 1) * 0.1).half().float()
     return (low + codes * step).reshape(out_features, in_features)
@@ -77,10 +92,11 @@ def test_bf16_matmul_is_read_from_the_cpu_flags(tmp_path, flags: str, expected: 
     assert cpu_has_bf16_matmul(str(tmp_path / "missing")) is True
 
 
-def test_int4_linear_matches_its_dequantized_weight() -> None:
+def test_int4_linear_matches_its_dequantized_weight(kernel: str) -> None:
     weight = four_bit_weight()
     codes, steps, lows = four_bit_codes(weight)  # type: ignore[misc]
     linear = Int4Linear(codes, steps, lows)
+    assert (linear.kernel is not None) == (kernel == "chatstack")
     x = torch.randn(5, weight.shape[1])
     expected = x @ weight.t()
     got = linear(x.bfloat16()).float()
@@ -88,13 +104,47 @@ def test_int4_linear_matches_its_dequantized_weight() -> None:
     assert (got - expected).abs().max() < 0.05 * expected.abs().max()
 
 
-def test_a_row_gets_the_same_bits_alone_and_in_a_batch() -> None:
-    codes, steps, lows = four_bit_codes(four_bit_weight())  # type: ignore[misc]
+def test_a_row_gets_the_same_bits_alone_and_in_a_batch(kernel: str) -> None:
+    codes, steps, lows = four_bit_codes(four_bit_weight(out_features=48, in_features=128))  # type: ignore[misc]
     linear = Int4Linear(codes, steps, lows)
-    rows = torch.randn(8, 64).bfloat16()
-    batched = linear(rows)
-    for i in range(8):
-        assert torch.equal(linear(rows[i : i + 1]), batched[i : i + 1])
+    rows = torch.randn(21, 128)  # more than one AMX tile of rows
+    batched = linear.decode(rows)
+    for size in (1, 2, 5, 16, 17):
+        for start in (0, 3):
+            assert torch.equal(
+                linear.decode(rows[start : start + size]), batched[start : start + size]
+            )
+
+
+def test_chatstacks_kernels_sum_exact_products() -> None:
+    """Only x is rounded (to bf16, as PyTorch's kernels round it too): the codes, steps and
+    lows are exact, and the float32 sums are within a few ulps of float64's."""
+    if amx_kernels.library() is None:
+        pytest.skip("chatstack's kernels need AMX and g++")
+    weight = four_bit_weight(out_features=32, in_features=192)
+    codes, steps, lows = four_bit_codes(weight)  # type: ignore[misc]
+    x = torch.randn(3, 192)
+    exact = x.bfloat16().double() @ weight.double().t()
+    got = amx_kernels.PackedInt4(codes, steps, lows).mm(x)
+    assert got.dtype == torch.float32
+    assert (got.double() - exact).abs().max() < 1e-5 * exact.abs().max()
+    head = Int8Linear(torch.randn(64, 128))
+    exact = x[:, :128].bfloat16().double() @ head.codes.double().t() * head.exact_scales.double()
+    got = amx_kernels.PackedInt8(head.codes, head.exact_scales).mm(x[:, :128])
+    assert (got.double() - exact).abs().max() < 1e-5 * exact.abs().max()
+
+
+def test_chatstacks_kernels_are_not_built_where_they_cannot_run(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(amx_kernels, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})  # Zen 4
+    amx_kernels.library.cache_clear()
+    try:
+        with caplog.at_level("INFO"):
+            assert amx_kernels.library() is None
+        assert "lacks amx_tile" in caplog.text
+        codes, steps, lows = four_bit_codes(four_bit_weight())  # type: ignore[misc]
+        assert Int4Linear(codes, steps, lows).kernel is None
+    finally:
+        amx_kernels.library.cache_clear()
 
 
 def tiny_model(weight_fn) -> torch.nn.Module:
@@ -137,16 +187,17 @@ def test_impossible_int4_requests_are_refused_clearly(env: dict[str, str], devic
         wants_int4(Settings.from_env(env), torch.device(device))
 
 
-def test_int8_output_projection_is_close_and_row_invariant() -> None:
+def test_int8_output_projection_is_close_and_row_invariant(kernel: str) -> None:
     torch.manual_seed(4)
     weight = torch.randn(96, 64)
     head = Int8Linear(weight)
-    rows = torch.randn(6, 64).bfloat16()
+    assert (head.kernel is not None) == (kernel == "chatstack")
+    rows = torch.randn(20, 64).bfloat16()
     expected = rows.float() @ weight.t()
-    got = head(rows).float()
-    assert (got - expected).abs().max() < 0.02 * expected.abs().max()
-    for i in range(6):
-        assert torch.equal(head(rows[i : i + 1]), got[i : i + 1].bfloat16())
+    got = head(rows)
+    assert (got.float() - expected).abs().max() < 0.02 * expected.abs().max()
+    for i in range(20):
+        assert torch.equal(head(rows[i : i + 1]), got[i : i + 1])
     ids = torch.tensor([3, 0, 95])
     torch.testing.assert_close(head.embed(ids).float(), weight[ids], atol=0.02, rtol=0.01)
 

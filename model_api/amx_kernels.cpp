@@ -1,0 +1,254 @@
+// chatstack's matrix multiplies for a decode step's few rows on Intel AMX (model_api/amx_kernels.py
+// builds and loads this file): int4 weights (the Q4_1 linears) and int8 (the output projection).
+//
+// int4: y[m][n] = sum over groups g of 32 inputs: step[n][g] * sum_k x[m][k] * q[n][k]
+//                                                + low[n][g]  * sum_k x[m][k]
+// with q in 0..15 (a Q4_1 block: weight = low + q * step). int8: y[m][n] = scale[n] * sum_k
+// x[m][k] * c[n][k]. The codes enter the tiles as exact bf16 integers and x as bf16, so
+// every product is exact; the sums are float32.
+//
+// Why kernels of our own: PyTorch's int4 and int8 CPU kernels unpack the weights again for
+// every row, so a 16-row step costs 6-9x a 1-row one. Here a block of 16 outputs x 32
+// inputs is unpacked once, into an AMX tile, and multiplied with all the rows at once.
+// A tile instruction computes each row of its result on its own, and the work is split
+// across threads by output blocks only, so a row gets the same bits in a batch of any size.
+//
+// Packed layout (amx_kernels.py packs it): for each block b of 16 outputs, for each group g,
+// 16 pairs j of inputs (2j, 2j+1) x 16 outputs i, one byte each:
+// q[16b+i][32g+2j] | q[16b+i][32g+2j+1] << 4 (for int8, two such planes per group: the low
+// and the high nibbles of c, c = 16 * (h - 8) + l); int4 steps and lows as float16
+// [blocks][groups][16], int8 scales float32 [out].
+
+#include <immintrin.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace {
+
+constexpr int kGroup = 32;
+constexpr int kLanes = 16;
+constexpr int kMaxRows = 16;  // an AMX tile's rows
+
+// bf16 of 0..15 at word index q (vpermw reads the low 5 bits of each word).
+alignas(64) const uint16_t kTable[32] = {
+    0x0000, 0x3F80, 0x4000, 0x4040, 0x4080, 0x40A0, 0x40C0, 0x40E0,
+    0x4100, 0x4110, 0x4120, 0x4130, 0x4140, 0x4150, 0x4160, 0x4170,
+    0x0000, 0x3F80, 0x4000, 0x4040, 0x4080, 0x40A0, 0x40C0, 0x40E0,
+    0x4100, 0x4110, 0x4120, 0x4130, 0x4140, 0x4150, 0x4160, 0x4170};
+
+// bf16 of 16 * (h - 8) at word index h: the high nibble of an int8 code.
+alignas(64) const uint16_t kHighTable[32] = {
+    0xC300, 0xC2E0, 0xC2C0, 0xC2A0, 0xC280, 0xC240, 0xC200, 0xC180,
+    0x0000, 0x4180, 0x4200, 0x4240, 0x4280, 0x42A0, 0x42C0, 0x42E0,
+    0xC300, 0xC2E0, 0xC2C0, 0xC2A0, 0xC280, 0xC240, 0xC200, 0xC180,
+    0x0000, 0x4180, 0x4200, 0x4240, 0x4280, 0x42A0, 0x42C0, 0x42E0};
+
+// Pair j of a block's group: 16 outputs x inputs (2j, 2j+1) as 32 bf16 integers.
+inline __m512bh unpack_pair(const uint8_t* block, int j, __m512i table, __m512i nibbles) {
+  const __m512i bytes = _mm512_cvtepu8_epi32(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 16 * j)));
+  // words (q0, q1) of each output: q0 from bits 0-3, q1 shifted from bits 4-7 to 16-19
+  const __m512i words =
+      _mm512_ternarylogic_epi32(bytes, _mm512_slli_epi32(bytes, 12), nibbles, 0xA8);
+  return (__m512bh)_mm512_permutexvar_epi16(words, table);
+}
+
+// x as bf16 (in order, so each 32-bit word is a pair of inputs), rows padded with zeros to
+// a multiple of 16 (an AMX tile's rows), and each group's sum of those bf16 values.
+struct Rows {
+  uint32_t* pairs;
+  float* sums;
+  Rows(const float* x, int64_t rows, int64_t in) {
+    const int64_t groups = in / kGroup, padded = (rows + kMaxRows - 1) / kMaxRows * kMaxRows;
+    const size_t bytes = sizeof(uint16_t) * padded * in;
+    pairs = static_cast<uint32_t*>(aligned_alloc(64, bytes));
+    sums = static_cast<float*>(malloc(sizeof(float) * rows * groups));
+    uint16_t* halves = reinterpret_cast<uint16_t*>(pairs);
+    memset(halves + rows * in, 0, sizeof(uint16_t) * (padded - rows) * in);
+    for (int64_t m = 0; m < rows; ++m) {
+      for (int64_t g = 0; g < groups; ++g) {
+        const float* group = x + m * in + g * kGroup;
+        const __m512bh a = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(group + 16), _mm512_loadu_ps(group));
+        _mm512_storeu_si512(halves + m * in + g * kGroup, (__m512i)a);
+        // the bf16 values back in float32 (a bf16 is a float32's top half), summed
+        const __m512i words = (__m512i)a;
+        const __m512 even = _mm512_castsi512_ps(_mm512_slli_epi32(words, 16));
+        const __m512 odd = _mm512_castsi512_ps(_mm512_and_si512(words, _mm512_set1_epi32(-65536)));
+        sums[m * groups + g] = _mm512_reduce_add_ps(_mm512_add_ps(even, odd));
+      }
+    }
+  }
+  ~Rows() {
+    free(pairs);
+    free(sums);
+  }
+};
+
+struct TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// ---- int4 ---------------------------------------------------------------------------
+// Per group, the block's 16 pairs of unpacked weights are one B tile (16 rows of 16 outputs
+// x 2 inputs, the layout tdpbf16ps wants) and x's rows x 32 inputs an A tile; the product
+// goes through memory to be scaled by the group's steps and lows.
+
+// Two groups at a time in tiles of their own (C 0-1, A 2-3, B 4-5): a tile is not renamed,
+// so one set would make each group wait for the last one's product to be stored. (The tile
+// intrinsics take their register numbers as literals, hence a macro.)
+#define AMX_GROUP(C, A, B, h)                                                               \
+  _tile_loadd(A, x.pairs + t * kMaxRows * groups * 16 + (g + h) * 16, groups * 16 * 4); \
+  _tile_zero(C);                                                                         \
+  _tile_dpbf16ps(C, A, B);                                                               \
+  _tile_stored(C, product[h], 64)
+
+void amx_blocks(const Rows& x, int64_t rows, int64_t groups, const uint8_t* codes,
+                const uint16_t* steps, const uint16_t* lows, int64_t blocks, float* y,
+                int64_t n_out) {
+  const int64_t tiles = (rows + kMaxRows - 1) / kMaxRows;
+#pragma omp parallel
+  {
+    TileConfig config;
+    // C and A tiles as tall as the step's rows (at most 16): a tile instruction's cost
+    // follows its rows, and each row's arithmetic is the same however many there are.
+    const uint8_t tall = rows < kMaxRows ? static_cast<uint8_t>(rows) : kMaxRows;
+    for (int t = 0; t < 6; ++t) config.colsb[t] = 64, config.rows[t] = t < 4 ? tall : 16;
+    _tile_loadconfig(&config);
+    alignas(64) uint16_t unpacked[2][16 * 32];
+    alignas(64) float product[2][16 * 16];
+    float* acc = static_cast<float*>(aligned_alloc(64, sizeof(float) * tiles * 256));
+    const __m512i table = _mm512_load_si512(kTable);
+    const __m512i nibbles = _mm512_set1_epi32(0x000F000F);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t* block_codes = codes + b * groups * 256;
+      const uint16_t* block_steps = steps + b * groups * kLanes;
+      const uint16_t* block_lows = lows + b * groups * kLanes;
+      memset(acc, 0, sizeof(float) * tiles * 256);
+      for (int64_t g = 0; g < groups; g += 2) {  // groups is even: in % 64 == 0
+        for (int h = 0; h < 2; ++h) {
+          for (int j = 0; j < 16; ++j) {
+            _mm512_store_si512(
+                unpacked[h] + 32 * j,
+                (__m512i)unpack_pair(block_codes + (g + h) * 256, j, table, nibbles));
+          }
+        }
+        _tile_loadd(4, unpacked[0], 64);
+        _tile_loadd(5, unpacked[1], 64);
+        for (int64_t t = 0; t < tiles; ++t) {
+          AMX_GROUP(0, 2, 4, 0);
+          AMX_GROUP(1, 3, 5, 1);
+          const int64_t count = rows - t * kMaxRows < kMaxRows ? rows - t * kMaxRows : kMaxRows;
+          for (int h = 0; h < 2; ++h) {
+            const __m512 step = _mm512_cvtph_ps(_mm256_loadu_si256(
+                reinterpret_cast<const __m256i*>(block_steps + (g + h) * kLanes)));
+            const __m512 low = _mm512_cvtph_ps(_mm256_loadu_si256(
+                reinterpret_cast<const __m256i*>(block_lows + (g + h) * kLanes)));
+            for (int64_t m = 0; m < count; ++m) {
+              float* row = acc + t * 256 + m * 16;
+              __m512 sum = _mm512_fmadd_ps(step, _mm512_load_ps(product[h] + m * 16),
+                                           _mm512_load_ps(row));
+              sum = _mm512_fmadd_ps(
+                  low, _mm512_set1_ps(x.sums[(t * kMaxRows + m) * groups + g + h]), sum);
+              _mm512_store_ps(row, sum);
+            }
+          }
+        }
+      }
+      for (int64_t m = 0; m < rows; ++m) {
+        _mm512_storeu_ps(y + m * n_out + b * kLanes,
+                         _mm512_load_ps(acc + (m / kMaxRows) * 256 + (m % kMaxRows) * 16));
+      }
+    }
+    free(acc);
+    _tile_release();
+  }
+}
+
+// ---- int8 (the output projection) -------------------------------------------------------
+// Each nibble plane goes through unpack_pair, the high one with kHighTable: every product is
+// still exact, and as the scale is per output (not per group) the tile accumulates over all
+// the inputs before it is scaled.
+
+// AMX: C (tile 0) accumulates every group's two planes; A and both B tiles are doubled
+// (1-2, 3-6) so that two groups are in flight.
+#define AMX_INT8_GROUP(A, BL, BH, h)                                                     \
+  for (int j = 0; j < 16; ++j) {                                                         \
+    _mm512_store_si512(unpacked[h][0] + 32 * j,                                          \
+                       (__m512i)unpack_pair(block + (g + h) * 512, j, low_table, nibbles)); \
+    _mm512_store_si512(                                                                  \
+        unpacked[h][1] + 32 * j,                                                         \
+        (__m512i)unpack_pair(block + (g + h) * 512 + 256, j, high_table, nibbles));      \
+  }                                                                                      \
+  _tile_loadd(BL, unpacked[h][0], 64);                                                   \
+  _tile_loadd(BH, unpacked[h][1], 64);                                                   \
+  _tile_loadd(A, x.pairs + t * kMaxRows * groups * 16 + (g + h) * 16, groups * 16 * 4);  \
+  _tile_dpbf16ps(0, A, BL);                                                              \
+  _tile_dpbf16ps(0, A, BH)
+
+void amx_int8_blocks(const Rows& x, int64_t rows, int64_t groups, const uint8_t* planes,
+                     const float* scales, int64_t blocks, float* y, int64_t n_out) {
+  const int64_t tiles = (rows + kMaxRows - 1) / kMaxRows;
+#pragma omp parallel
+  {
+    TileConfig config;
+    const uint8_t tall = rows < kMaxRows ? static_cast<uint8_t>(rows) : kMaxRows;
+    for (int t = 0; t < 7; ++t) config.colsb[t] = 64, config.rows[t] = t < 3 ? tall : 16;
+    _tile_loadconfig(&config);
+    alignas(64) uint16_t unpacked[2][2][16 * 32];
+    alignas(64) float product[16 * 16];
+    const __m512i low_table = _mm512_load_si512(kTable);
+    const __m512i high_table = _mm512_load_si512(kHighTable);
+    const __m512i nibbles = _mm512_set1_epi32(0x000F000F);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t* block = planes + b * groups * 512;
+      const __m512 scale = _mm512_loadu_ps(scales + b * kLanes);
+      for (int64_t t = 0; t < tiles; ++t) {
+        _tile_zero(0);
+        for (int64_t g = 0; g < groups; g += 2) {
+          AMX_INT8_GROUP(1, 3, 4, 0);
+          AMX_INT8_GROUP(2, 5, 6, 1);
+        }
+        _tile_stored(0, product, 64);
+        const int64_t count = rows - t * kMaxRows < kMaxRows ? rows - t * kMaxRows : kMaxRows;
+        for (int64_t m = 0; m < count; ++m) {
+          _mm512_storeu_ps(y + (t * kMaxRows + m) * n_out + b * kLanes,
+                           _mm512_mul_ps(_mm512_load_ps(product + m * 16), scale));
+        }
+      }
+    }
+    _tile_release();
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// Whether this process may use AMX tiles (Linux grants them to a process that asks once).
+int chatstack_amx_available() {
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
+// x [rows][in] float32 → y [rows][out] float32; in % 64 == 0, out % 16 == 0.
+void chatstack_int4_mm(const float* x, int64_t rows, int64_t in, const uint8_t* codes,
+                       const uint16_t* steps, const uint16_t* lows, int64_t out, float* y) {
+  const Rows prepared(x, rows, in);
+  amx_blocks(prepared, rows, in / kGroup, codes, steps, lows, out / kLanes, y, out);
+}
+
+void chatstack_int8_mm(const float* x, int64_t rows, int64_t in, const uint8_t* planes,
+                       const float* scales, int64_t out, float* y) {
+  const Rows prepared(x, rows, in);
+  amx_int8_blocks(prepared, rows, in / kGroup, planes, scales, out / kLanes, y, out);
+}
+
+}  // extern "C"

@@ -20,6 +20,7 @@
 // [blocks][groups][16], int8 scales float32 [out].
 
 #include <immintrin.h>
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -58,11 +59,13 @@ inline __m512bh unpack_pair(const uint8_t* block, int j, __m512i table, __m512i 
 }
 
 // x as bf16 (in order, so each 32-bit word is a pair of inputs), rows padded with zeros to
-// a multiple of 16 (an AMX tile's rows), and each group's sum of those bf16 values.
+// a multiple of 16 (an AMX tile's rows), and each group's sum of those bf16 values. With a
+// norm weight, each row is RMS-normalized first (x / sqrt(mean(x^2) + eps) * weight, in
+// float32): the decoder's norm before q/k/v and before the MLP, fused into the rounding.
 struct Rows {
   uint32_t* pairs;
   float* sums;
-  Rows(const float* x, int64_t rows, int64_t in) {
+  Rows(const float* x, int64_t rows, int64_t in, const float* norm, float eps) {
     const int64_t groups = in / kGroup, padded = (rows + kMaxRows - 1) / kMaxRows * kMaxRows;
     const size_t bytes = sizeof(uint16_t) * padded * in;
     pairs = static_cast<uint32_t*>(aligned_alloc(64, bytes));
@@ -70,9 +73,24 @@ struct Rows {
     uint16_t* halves = reinterpret_cast<uint16_t*>(pairs);
     memset(halves + rows * in, 0, sizeof(uint16_t) * (padded - rows) * in);
     for (int64_t m = 0; m < rows; ++m) {
+      const float* row = x + m * in;
+      __m512 scale = _mm512_set1_ps(1.0f);
+      if (norm) {
+        __m512 squares = _mm512_setzero_ps();
+        for (int64_t i = 0; i < in; i += 16) {
+          const __m512 v = _mm512_loadu_ps(row + i);
+          squares = _mm512_fmadd_ps(v, v, squares);
+        }
+        const float mean = _mm512_reduce_add_ps(squares) / static_cast<float>(in);
+        scale = _mm512_set1_ps(1.0f / sqrtf(mean + eps));
+      }
       for (int64_t g = 0; g < groups; ++g) {
-        const float* group = x + m * in + g * kGroup;
-        const __m512bh a = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(group + 16), _mm512_loadu_ps(group));
+        __m512 lo = _mm512_loadu_ps(row + g * kGroup), hi = _mm512_loadu_ps(row + g * kGroup + 16);
+        if (norm) {
+          lo = _mm512_mul_ps(_mm512_mul_ps(lo, scale), _mm512_loadu_ps(norm + g * kGroup));
+          hi = _mm512_mul_ps(_mm512_mul_ps(hi, scale), _mm512_loadu_ps(norm + g * kGroup + 16));
+        }
+        const __m512bh a = _mm512_cvtne2ps_pbh(hi, lo);
         _mm512_storeu_si512(halves + m * in + g * kGroup, (__m512i)a);
         // the bf16 values back in float32 (a bf16 is a float32's top half), summed
         const __m512i words = (__m512i)a;
@@ -110,7 +128,7 @@ struct TileConfig {
 
 void amx_blocks(const Rows& x, int64_t rows, int64_t groups, const uint8_t* codes,
                 const uint16_t* steps, const uint16_t* lows, int64_t blocks, float* y,
-                int64_t n_out) {
+                int64_t n_out, bool add) {
   const int64_t tiles = (rows + kMaxRows - 1) / kMaxRows;
 #pragma omp parallel
   {
@@ -162,8 +180,10 @@ void amx_blocks(const Rows& x, int64_t rows, int64_t groups, const uint8_t* code
         }
       }
       for (int64_t m = 0; m < rows; ++m) {
-        _mm512_storeu_ps(y + m * n_out + b * kLanes,
-                         _mm512_load_ps(acc + (m / kMaxRows) * 256 + (m % kMaxRows) * 16));
+        float* target = y + m * n_out + b * kLanes;
+        __m512 result = _mm512_load_ps(acc + (m / kMaxRows) * 256 + (m % kMaxRows) * 16);
+        if (add) result = _mm512_add_ps(_mm512_loadu_ps(target), result);
+        _mm512_storeu_ps(target, result);
       }
     }
     free(acc);
@@ -238,16 +258,18 @@ int chatstack_amx_available() {
   return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
 }
 
-// x [rows][in] float32 → y [rows][out] float32; in % 64 == 0, out % 16 == 0.
+// x [rows][in] float32 → y [rows][out] float32; in % 64 == 0, out % 16 == 0. norm: an
+// RMSNorm weight [in] applied to x first, or null; add: y += the product (a residual).
 void chatstack_int4_mm(const float* x, int64_t rows, int64_t in, const uint8_t* codes,
-                       const uint16_t* steps, const uint16_t* lows, int64_t out, float* y) {
-  const Rows prepared(x, rows, in);
-  amx_blocks(prepared, rows, in / kGroup, codes, steps, lows, out / kLanes, y, out);
+                       const uint16_t* steps, const uint16_t* lows, int64_t out, float* y,
+                       const float* norm, float eps, int add) {
+  const Rows prepared(x, rows, in, norm, eps);
+  amx_blocks(prepared, rows, in / kGroup, codes, steps, lows, out / kLanes, y, out, add);
 }
 
 void chatstack_int8_mm(const float* x, int64_t rows, int64_t in, const uint8_t* planes,
                        const float* scales, int64_t out, float* y) {
-  const Rows prepared(x, rows, in);
+  const Rows prepared(x, rows, in, nullptr, 0.0f);
   amx_int8_blocks(prepared, rows, in / kGroup, planes, scales, out / kLanes, y, out);
 }
 

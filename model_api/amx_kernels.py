@@ -127,7 +127,10 @@ def library() -> ctypes.CDLL | None:
         log.warning("int4/int8 kernels: PyTorch's (Linux refused this process AMX tiles)")
         return None
     lib.chatstack_int4_mm.restype = lib.chatstack_int8_mm.restype = None
-    lib.chatstack_int4_mm.argtypes = [POINTER, SIZE, SIZE, POINTER, POINTER, POINTER, SIZE, POINTER]
+    lib.chatstack_int4_mm.argtypes = [
+        *(POINTER, SIZE, SIZE, POINTER, POINTER, POINTER, SIZE, POINTER),
+        *(POINTER, ctypes.c_float, ctypes.c_int),
+    ]
     lib.chatstack_int8_mm.argtypes = [POINTER, SIZE, SIZE, POINTER, POINTER, SIZE, POINTER]
     log.info("int4/int8 kernels: chatstack's, on AMX (%s)", built)
     return lib
@@ -172,10 +175,21 @@ class PackedInt4:
             torch.equal(v.half().float(), v.float()) for v in (steps, lows)
         )
 
-    def mm(self, rows: torch.Tensor) -> torch.Tensor:
-        """[n, in] (any float dtype) → [n, out] float32."""
+    def mm(
+        self,
+        rows: torch.Tensor,
+        norm: tuple[torch.Tensor, float] | None = None,
+        into: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """[n, in] (any float dtype) → [n, out] float32.
+
+        norm: (weight [in] float32, eps): RMS-normalize each row first, in the kernel.
+        into: a contiguous float32 [n, out] that the product is added to and that is returned
+        (the residual stream), instead of a new tensor.
+        """
         rows = rows.float().contiguous()
-        out = torch.empty((rows.shape[0], self.out_features))
+        out = torch.empty((rows.shape[0], self.out_features)) if into is None else into
+        weight, eps = norm if norm is not None else (None, 0.0)
         self._fn(
             rows.data_ptr(),
             rows.shape[0],
@@ -185,6 +199,9 @@ class PackedInt4:
             self.lows.data_ptr(),
             self.out_features,
             out.data_ptr(),
+            None if weight is None else weight.data_ptr(),
+            eps,
+            into is not None,
         )
         return out
 

@@ -52,8 +52,10 @@ STATIC_ROPE = ("default", "linear", "llama3", "yarn")
 INT4_MM = torch.ops.aten._weight_int4pack_mm_for_cpu.default
 
 RowFunction = Callable[[torch.Tensor], torch.Tensor]
-# A layer's steps, bound once: norm, qkv, out, norm, gate_up, down.
-LayerSteps = tuple[RowFunction, RowFunction, RowFunction, RowFunction, RowFunction, RowFunction]
+# add(rows, x): a linear of rows added into the residual stream x, in place.
+AddFunction = Callable[[torch.Tensor, torch.Tensor], object]
+# A layer's steps, bound once: norm + qkv, out added, norm + gate_up, down added.
+LayerSteps = tuple[RowFunction, AddFunction, RowFunction, AddFunction]
 # attend(layer, rotated q and k [n, heads + kv_heads, dim], v [n, kv_heads * dim]) stores the
 # layer's k and v and returns the attention's output [n, heads * dim].
 Attend = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -267,12 +269,22 @@ class LlamaDecoder:
             dtype = self.decode_dtype if decode else self.prefill_dtype
             return [
                 (
-                    self._norm_step(layer.attn_norm, quantum, dtype),
-                    _row_step(layer.qkv, decode),
-                    _row_step(layer.out, decode),
-                    self._norm_step(layer.mlp_norm, quantum, dtype),
-                    _row_step(layer.gate_up, decode),
-                    _row_step(layer.down, decode),
+                    _normed_step(
+                        self._norm_step(layer.attn_norm, quantum, dtype),
+                        layer.qkv,
+                        layer.attn_norm,
+                        self.eps,
+                        decode,
+                    ),
+                    _added_step(layer.out, decode),
+                    _normed_step(
+                        self._norm_step(layer.mlp_norm, quantum, dtype),
+                        layer.gate_up,
+                        layer.mlp_norm,
+                        self.eps,
+                        decode,
+                    ),
+                    _added_step(layer.down, decode),
                 )
                 for layer in self.layers
             ]
@@ -384,12 +396,12 @@ class LlamaDecoder:
         linears take it in their dtype), rotary frequencies [n, 1, dim / 2]."""
         rotated_width = (self.heads + self.kv_heads) * self.head_dim
         intermediate = self.intermediate
-        for index, (norm, qkv, out, mlp_norm, gate_up, down) in enumerate(steps):
-            projected = qkv(norm(x))
+        for index, (qkv, out, gate_up, down) in enumerate(steps):
+            projected = qkv(x)
             rotated = self._rotate(projected[:, :rotated_width], freqs)
-            x += out(attend(index, rotated, projected[:, rotated_width:]))
-            both = gate_up(mlp_norm(x))
-            x += down(F.silu(both[:, :intermediate]) * both[:, intermediate:])
+            out(attend(index, rotated, projected[:, rotated_width:]), x)
+            both = gate_up(x)
+            down(F.silu(both[:, :intermediate]) * both[:, intermediate:], x)
         return x
 
     def _rotate(self, qk: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
@@ -442,6 +454,34 @@ class LlamaDecoder:
         if isinstance(self.head, Int8Linear):
             logits = self.head.refine_near_max(h, logits)
         return logits
+
+
+def _kernel(linear: Any, decode: bool) -> Any:
+    """chatstack's AMX kernel of a decode step's int4 linear, if it runs one (amx_kernels.py:
+    it fuses the norm before it and the residual add after, each row on its own)."""
+    if decode and linear.decode_quantum == 1 and isinstance(linear, Int4Linear):
+        return linear.kernel
+    return None
+
+
+def _normed_step(
+    norm: RowFunction, linear: Any, weight: torch.Tensor, eps: float, decode: bool
+) -> RowFunction:
+    """rows → linear(RMSNorm(rows)): in the kernel where it can, else two steps."""
+    kernel = _kernel(linear, decode)
+    if kernel is not None:
+        return functools.partial(kernel.mm, norm=(weight, eps))
+    step = _row_step(linear, decode)
+    return lambda rows: step(norm(rows))
+
+
+def _added_step(linear: Any, decode: bool) -> AddFunction:
+    """(rows, x) → x += linear(rows): in the kernel where it can."""
+    kernel = _kernel(linear, decode)
+    if kernel is not None:
+        return lambda rows, x: kernel.mm(rows, into=x)
+    step = _row_step(linear, decode)
+    return lambda rows, x: x.add_(step(rows))
 
 
 def _row_step(linear: Any, decode: bool) -> RowFunction:

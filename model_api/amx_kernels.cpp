@@ -248,6 +248,85 @@ void amx_int8_blocks(const Rows& x, int64_t rows, int64_t groups, const uint8_t*
   }
 }
 
+// ---- decode attention -----------------------------------------------------------------
+// One query token per row over the row's first `length` keys, the query heads that share a
+// KV head together: scores q·k in float32 from the bf16 keys (converted in registers, not
+// in memory: converting the whole batch's keys to float32 first was 30% of a 32-row step),
+// a softmax, the weighted sum of values. Each (row, KV head) is one task, its sums in a
+// fixed order, so a row gets the same bits in any batch.
+
+constexpr int kMaxGroup = 8;  // query heads per KV head
+
+inline __m512 bf16_to_fp32(const uint16_t* p) {
+  const __m512i words = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(words, 16));
+}
+
+// e^x for x <= 0 (scores minus their maximum): 2^n * p(r), |error| ~ 2 ulp; 0 below -87.
+inline __m512 exp_nonpositive(__m512 x) {
+  const __mmask16 finite = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_maskz_mov_ps(finite, _mm512_scalef_ps(p, n));
+}
+
+void attend_task(const float* q, int64_t q_head_stride, const uint16_t* keys,
+                 const uint16_t* values, int64_t length, int64_t group, int64_t dim,
+                 float scale, float* out, float* scores) {
+  const int64_t chunks = dim / 16, padded = (length + 15) / 16 * 16;
+  // scores[g][j] = scale * q_g · k_j, each row padded to whole vectors with -inf (exp: 0)
+  for (int64_t j = 0; j < length; ++j) {
+    const uint16_t* k = keys + j * dim;
+    for (int64_t g = 0; g < group; ++g) {
+      const float* qg = q + g * q_head_stride;
+      __m512 sum = _mm512_mul_ps(_mm512_loadu_ps(qg), bf16_to_fp32(k));
+      for (int64_t c = 1; c < chunks; ++c) {
+        sum = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * c), bf16_to_fp32(k + 16 * c), sum);
+      }
+      scores[g * padded + j] = _mm512_reduce_add_ps(sum) * scale;
+    }
+  }
+  for (int64_t g = 0; g < group; ++g) {
+    for (int64_t j = length; j < padded; ++j) scores[g * padded + j] = -INFINITY;
+  }
+  // a softmax per query head, then out_g = sum_j p_j v_j / sum_j p_j
+  for (int64_t g = 0; g < group; ++g) {
+    float* row = scores + g * padded;
+    __m512 top = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < padded; j += 16) top = _mm512_max_ps(top, _mm512_loadu_ps(row + j));
+    const __m512 peak = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+    __m512 total = _mm512_setzero_ps();
+    for (int64_t j = 0; j < padded; j += 16) {
+      const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(row + j), peak));
+      _mm512_storeu_ps(row + j, e);
+      total = _mm512_add_ps(total, e);
+    }
+    const float inverse = 1.0f / _mm512_reduce_add_ps(total);
+    __m512 acc[8];
+    for (int64_t c = 0; c < chunks; ++c) acc[c] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < length; ++j) {
+      const __m512 weight = _mm512_set1_ps(row[j]);
+      const uint16_t* v = values + j * dim;
+      for (int64_t c = 0; c < chunks; ++c) {
+        acc[c] = _mm512_fmadd_ps(weight, bf16_to_fp32(v + 16 * c), acc[c]);
+      }
+    }
+    for (int64_t c = 0; c < chunks; ++c) {
+      _mm512_storeu_ps(out + g * dim + 16 * c, _mm512_mul_ps(acc[c], _mm512_set1_ps(inverse)));
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -271,6 +350,39 @@ void chatstack_int8_mm(const float* x, int64_t rows, int64_t in, const uint8_t* 
                        const float* scales, int64_t out, float* y) {
   const Rows prepared(x, rows, in, nullptr, 0.0f);
   amx_int8_blocks(prepared, rows, in / kGroup, planes, scales, out / kLanes, y, out);
+}
+
+// query [rows][heads][dim] float32 (row stride q_stride); keys and values bf16 with row
+// stride kv_row_stride and KV-head stride kv_head_stride, each key `dim` wide and
+// contiguous; lengths[rows] keys per row (0: not decoding, its output is zeros) → out
+// [rows][heads][dim] float32. dim % 16 == 0, dim <= 128, heads / kv_heads <= 8.
+void chatstack_decode_attention(const float* query, int64_t q_stride, const uint16_t* keys,
+                                const uint16_t* values, int64_t kv_row_stride,
+                                int64_t kv_head_stride, const int64_t* lengths, int64_t rows,
+                                int64_t heads, int64_t kv_heads, int64_t dim, float scale,
+                                float* out) {
+  const int64_t group = heads / kv_heads;
+  int64_t longest = 0;
+  for (int64_t r = 0; r < rows; ++r) longest = lengths[r] > longest ? lengths[r] : longest;
+  const size_t scratch = sizeof(float) * group * ((longest + 15) / 16 * 16);
+#pragma omp parallel
+  {
+    float* scores = static_cast<float*>(malloc(scratch + 64));
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < rows * kv_heads; ++task) {
+      const int64_t r = task / kv_heads, h = task % kv_heads;
+      float* target = out + (r * heads + h * group) * dim;
+      if (!lengths[r]) {
+        memset(target, 0, sizeof(float) * group * dim);
+        continue;
+      }
+      attend_task(query + r * q_stride + h * group * dim, dim,
+                  keys + r * kv_row_stride + h * kv_head_stride,
+                  values + r * kv_row_stride + h * kv_head_stride, lengths[r], group, dim, scale,
+                  target, scores);
+    }
+    free(scores);
+  }
 }
 
 }  // extern "C"

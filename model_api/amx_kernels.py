@@ -132,6 +132,11 @@ def library() -> ctypes.CDLL | None:
         *(POINTER, ctypes.c_float, ctypes.c_int),
     ]
     lib.chatstack_int8_mm.argtypes = [POINTER, SIZE, SIZE, POINTER, POINTER, SIZE, POINTER]
+    lib.chatstack_decode_attention.restype = None
+    lib.chatstack_decode_attention.argtypes = [
+        *(POINTER, SIZE, POINTER, POINTER, SIZE, SIZE, POINTER),
+        *(SIZE, SIZE, SIZE, SIZE, ctypes.c_float, POINTER),
+    ]
     log.info("int4/int8 kernels: chatstack's, on AMX (%s)", built)
     return lib
 

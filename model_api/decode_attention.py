@@ -10,10 +10,12 @@ construction and the fallback.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from model_api import amx_kernels
 from model_api.attention import _attend_one_token
 
 ATTENTION_BLOCK = 32  # width step: a divisor of kv_slots.GROWTH_TOKENS
@@ -24,6 +26,7 @@ class DecodeRows:
     """Which keys each row of a decode step attends over; made once per step."""
 
     lengths: list[int]  # keys per row; 0 for a row that is not decoding (its output is junk)
+    counts: torch.Tensor  # the same as int64, for chatstack's kernel
     width: int  # the longest, rounded up to ATTENTION_BLOCK
     visible: torch.Tensor  # [rows, 1, 1, width] bool: column < the row's length
     padding: torch.Tensor  # [rows * kv_heads, 1, width]: 0 where visible, -inf after
@@ -35,7 +38,13 @@ class DecodeRows:
         visible = torch.arange(width, device=device) < counts.unsqueeze(-1)
         padding = torch.zeros(visible.shape, device=device).masked_fill_(~visible, float("-inf"))
         padding = padding.repeat_interleave(kv_heads, dim=0).unsqueeze(1)
-        return cls(lengths, width, visible[:, None, None, :], padding)
+        return cls(lengths, counts, width, visible[:, None, None, :], padding)
+
+
+# attend(query, keys, values, rows, scale) → [rows, heads, dim]
+AttentionFunction = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, DecodeRows, float], torch.Tensor
+]
 
 
 def decode_attention(
@@ -112,6 +121,37 @@ def _groups(lengths: list[int], bytes_per_key: int) -> list[tuple[int, int]]:
     return groups
 
 
+def decode_attention_native(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, rows: DecodeRows, scale: float
+) -> torch.Tensor:
+    """chatstack's kernel (amx_kernels.cpp, where it is built): the same arithmetic as
+    decode_attention, in float32 from the bf16 keys and values as they lie, without first
+    converting the batch's keys and values to float32 in memory (at 32 rows that copy was a
+    third of a decode step), one (row, KV head) at a time. Float32 out."""
+    lib = amx_kernels.library()
+    assert lib is not None
+    n, heads, dim = query.shape
+    assert keys.dtype == torch.bfloat16 and keys.stride(2) == dim and keys.stride(3) == 1
+    query = query if query.stride(2) == 1 and query.stride(1) == dim else query.contiguous()
+    out = torch.empty((n, heads, dim))
+    lib.chatstack_decode_attention(
+        query.data_ptr(),
+        query.stride(0),
+        keys.data_ptr(),
+        values.data_ptr(),
+        keys.stride(0),
+        keys.stride(1),
+        rows.counts.data_ptr(),
+        n,
+        heads,
+        keys.shape[1],
+        dim,
+        scale,
+        out.data_ptr(),
+    )
+    return out
+
+
 def decode_attention_by_row(
     query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, rows: DecodeRows, scale: float
 ) -> torch.Tensor:
@@ -124,5 +164,8 @@ def decode_attention_by_row(
     return out
 
 
-# Batched ones, the faster first; the first row-invariant one is used.
-BATCHED = (decode_attention, decode_attention_blocked)
+def batched(dtype: torch.dtype) -> tuple[AttentionFunction, ...]:
+    """Batched ones for keys and values in `dtype`, the faster first; the decoder uses the
+    first that is row-invariant."""
+    native = dtype == torch.bfloat16 and amx_kernels.library() is not None
+    return (decode_attention_native,) * native + (decode_attention, decode_attention_blocked)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from model_api.decode_attention import DecodeRows
+from model_api.decode_attention import AttentionFunction, DecodeRows
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,6 @@ def row_quantum(
         ):
             return quantum
     return None
-
-
-AttentionFunction = Callable[
-    [torch.Tensor, torch.Tensor, torch.Tensor, DecodeRows, float], torch.Tensor
-]
 
 
 def attention_is_row_invariant(

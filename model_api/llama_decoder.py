@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from model_api.decode_attention import BATCHED, DecodeRows, decode_attention_by_row
+from model_api.decode_attention import DecodeRows, batched, decode_attention_by_row
 from model_api.invariance import attention_is_row_invariant, row_quantum, run_padded
 from model_api.kv_slots import KVSlots
 from model_api.quantization import (
@@ -197,7 +197,7 @@ class LlamaDecoder:
                 self.head if tied else DenseLinear(inner.embed_tokens.weight, self.dtype)
             )
         self.freqs = _rotary_table(inner.rotary_emb, max_len, self.device)
-        self.attend = BATCHED[0]
+        self.attend = batched(self.dtype)[0]
         self.split_prefill = False  # set by calibrate: each sequence's prompt in its own forward
         self.norm_quanta: tuple[int | None, int | None] = (1, 1)  # decode, prefill
         for linear in self._linears():
@@ -245,7 +245,7 @@ class LlamaDecoder:
         self.attend = next(
             (
                 attend
-                for attend in BATCHED
+                for attend in batched(self.dtype)
                 if attention_is_row_invariant(attend, *shape, self.dtype, self.device)
             ),
             decode_attention_by_row,
@@ -486,13 +486,14 @@ def _added_step(linear: Any, decode: bool) -> AddFunction:
 
 def _row_step(linear: Any, decode: bool) -> RowFunction:
     """`linear`'s decode or prefill kernel over rows, padded to its quantum; for int4 at
-    quantum 1, the kernel itself (the rows are already bf16)."""
+    quantum 1, the kernel itself (PyTorch's takes bf16 rows only: chatstack's kernels and
+    attention give float32)."""
     quantum = linear.decode_quantum if decode else linear.prefill_quantum
     if decode and quantum == 1 and isinstance(linear, Int4Linear):
         if linear.kernel is not None:
             return linear.kernel.mm
         packed, scales = linear.packed, linear.scales_and_zeros
-        return lambda rows: INT4_MM(rows, packed, GROUP_SIZE, scales)
+        return lambda rows: INT4_MM(rows.to(torch.bfloat16), packed, GROUP_SIZE, scales)
     kernel = linear.decode if decode else linear.prefill
     return kernel if quantum == 1 else functools.partial(run_padded, kernel, quantum=quantum)
 

@@ -327,6 +327,23 @@ void attend_task(const float* q, int64_t q_head_stride, const uint16_t* keys,
   }
 }
 
+// (x0, x1) of each rotary pair → (x0 c - x1 s, x0 s + x1 c), 8 pairs per vector.
+inline void rotate(const float* x, const float* turn, int64_t dim, float* y) {
+  for (int64_t i = 0; i < dim; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i), cs = _mm512_loadu_ps(turn + i);
+    const __m512 swapped = _mm512_permute_ps(v, 0xB1);  // (x1, x0)
+    const __m512 sines = _mm512_mul_ps(swapped, _mm512_movehdup_ps(cs));
+    _mm512_storeu_ps(y + i, _mm512_fmaddsub_ps(v, _mm512_moveldup_ps(cs), sines));
+  }
+}
+
+inline void store_bf16(const float* x, int64_t dim, uint16_t* target) {  // round to nearest even
+  for (int64_t i = 0; i < dim; i += 32) {
+    const __m512bh pair = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i));
+    _mm512_storeu_si512(target + i, (__m512i)pair);
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -380,6 +397,45 @@ void chatstack_decode_attention(const float* query, int64_t q_stride, const uint
                   keys + r * kv_row_stride + h * kv_head_stride,
                   values + r * kv_row_stride + h * kv_head_stride, lengths[r], group, dim, scale,
                   target, scores);
+    }
+    free(scores);
+  }
+}
+
+// A decode step's attention for one layer, from the q/k/v projection on: rotary positions
+// on q and k (each rotary pair side by side, as llama_decoder.py lays the rows out), k and
+// v stored as bf16 at each token's position in its KV row, then attend_task over the row's
+// keys up to and including its new one. projected [n][(heads + 2 kv_heads) dim] float32;
+// rotation [n][dim / 2][2] (cos, sin); rows and positions [n] → out [n][heads][dim] float32.
+void chatstack_decode_attend(const float* projected, int64_t n, const float* rotation,
+                             const int64_t* rows, const int64_t* positions, uint16_t* keys,
+                             uint16_t* values, int64_t kv_row_stride, int64_t kv_head_stride,
+                             int64_t heads, int64_t kv_heads, int64_t dim, float scale,
+                             float* out) {
+  const int64_t group = heads / kv_heads, width = (heads + 2 * kv_heads) * dim;
+  int64_t longest = 0;
+  for (int64_t b = 0; b < n; ++b) longest = positions[b] + 1 > longest ? positions[b] + 1 : longest;
+  const size_t scratch = sizeof(float) * group * ((longest + 15) / 16 * 16);
+#pragma omp parallel
+  {
+    float* scores = static_cast<float*>(malloc(scratch + 64));
+    alignas(64) float query[kMaxGroup * 128];
+    alignas(64) float key[128];
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < n * kv_heads; ++task) {
+      const int64_t b = task / kv_heads, h = task % kv_heads;
+      const float* token = projected + b * width;
+      const float* turn = rotation + b * dim;
+      rotate(token + (heads + h) * dim, turn, dim, key);
+      const int64_t at = rows[b] * kv_row_stride + h * kv_head_stride + positions[b] * dim;
+      store_bf16(key, dim, keys + at);
+      store_bf16(token + (heads + kv_heads + h) * dim, dim, values + at);
+      for (int64_t g = 0; g < group; ++g) {
+        rotate(token + (h * group + g) * dim, turn, dim, query + g * dim);
+      }
+      attend_task(query, dim, keys + rows[b] * kv_row_stride + h * kv_head_stride,
+                  values + rows[b] * kv_row_stride + h * kv_head_stride, positions[b] + 1,
+                  group, dim, scale, out + (b * heads + h * group) * dim, scores);
     }
     free(scores);
   }

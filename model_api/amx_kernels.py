@@ -132,6 +132,11 @@ def library() -> ctypes.CDLL | None:
         *(POINTER, ctypes.c_float, ctypes.c_int),
     ]
     lib.chatstack_int8_mm.argtypes = [POINTER, SIZE, SIZE, POINTER, POINTER, SIZE, POINTER]
+    lib.chatstack_decode_attend.restype = None
+    lib.chatstack_decode_attend.argtypes = [
+        *(POINTER, SIZE, POINTER, POINTER, POINTER, POINTER, POINTER, SIZE, SIZE),
+        *(SIZE, SIZE, SIZE, ctypes.c_float, POINTER),
+    ]
     lib.chatstack_decode_attention.restype = None
     lib.chatstack_decode_attention.argtypes = [
         *(POINTER, SIZE, POINTER, POINTER, SIZE, SIZE, POINTER),

@@ -19,6 +19,8 @@ from model_api import amx_kernels
 from model_api.attention import _attend_one_token
 
 ATTENTION_BLOCK = 32  # width step: a divisor of kv_slots.GROWTH_TOKENS
+# What chatstack's kernel takes (amx_kernels.cpp: kMaxGroup, its accumulators).
+NATIVE_MAX_HEAD_DIM, NATIVE_MAX_GROUP = 128, 8
 
 
 @dataclass(frozen=True)
@@ -164,8 +166,14 @@ def decode_attention_by_row(
     return out
 
 
-def batched(dtype: torch.dtype) -> tuple[AttentionFunction, ...]:
-    """Batched ones for keys and values in `dtype`, the faster first; the decoder uses the
-    first that is row-invariant."""
-    native = dtype == torch.bfloat16 and amx_kernels.library() is not None
+def batched(dtype: torch.dtype, head_dim: int, group: int) -> tuple[AttentionFunction, ...]:
+    """Batched ones for keys and values in `dtype`, heads `head_dim` wide, `group` query
+    heads per KV head; the faster first: the decoder uses the first that is row-invariant."""
+    native = (
+        dtype == torch.bfloat16
+        and head_dim % 32 == 0
+        and head_dim <= NATIVE_MAX_HEAD_DIM
+        and group <= NATIVE_MAX_GROUP
+        and amx_kernels.library() is not None
+    )
     return (decode_attention_native,) * native + (decode_attention, decode_attention_blocked)

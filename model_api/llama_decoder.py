@@ -33,7 +33,13 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from model_api.decode_attention import DecodeRows, batched, decode_attention_by_row
+from model_api import amx_kernels
+from model_api.decode_attention import (
+    DecodeRows,
+    batched,
+    decode_attention_by_row,
+    decode_attention_native,
+)
 from model_api.invariance import attention_is_row_invariant, row_quantum, run_padded
 from model_api.kv_slots import KVSlots
 from model_api.quantization import (
@@ -58,7 +64,8 @@ AddFunction = Callable[[torch.Tensor, torch.Tensor], object]
 LayerSteps = tuple[RowFunction, AddFunction, RowFunction, AddFunction]
 # attend(layer, rotated q and k [n, heads + kv_heads, dim], v [n, kv_heads * dim]) stores the
 # layer's k and v and returns the attention's output [n, heads * dim].
-Attend = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
+# With freqs None, attend(layer, the q/k/v projection, None) rotates q and k itself.
+Attend = Callable[[int, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 class RowLinear(Protocol):
@@ -197,7 +204,8 @@ class LlamaDecoder:
                 self.head if tied else DenseLinear(inner.embed_tokens.weight, self.dtype)
             )
         self.freqs = _rotary_table(inner.rotary_emb, max_len, self.device)
-        self.attend = batched(self.dtype)[0]
+        self.attend = batched(self.dtype, self.head_dim, self.heads // self.kv_heads)[0]
+        self.fused_attention = False  # set by calibrate
         self.split_prefill = False  # set by calibrate: each sequence's prompt in its own forward
         self.norm_quanta: tuple[int | None, int | None] = (1, 1)  # decode, prefill
         for linear in self._linears():
@@ -245,10 +253,15 @@ class LlamaDecoder:
         self.attend = next(
             (
                 attend
-                for attend in batched(self.dtype)
+                for attend in batched(self.dtype, self.head_dim, self.heads // self.kv_heads)
                 if attention_is_row_invariant(attend, *shape, self.dtype, self.device)
             ),
             decode_attention_by_row,
+        )
+        # chatstack's kernel then takes a layer's attention whole, from the projection on
+        # (its int4 kernels give the float32 rows it reads).
+        self.fused_attention = (
+            self.attend is decode_attention_native and self.decode_dtype == torch.float32
         )
         self._bind()
         log.info(
@@ -321,6 +334,10 @@ class LlamaDecoder:
         assert data is not None
         pos = torch.tensor(positions, device=device)
         row_index = torch.tensor(rows, device=device)
+        if self.fused_attention:
+            attend_fused = self._fused_attend(data, row_index, pos)
+            x = self.embedding.embed(torch.tensor(tokens, device=device)).float()
+            return self._logits(self._layers(x, None, attend_fused, self._decode_steps), True)
         scatter = None if rows == list(range(used)) else row_index
         if scatter is None:
             batch = DecodeRows.of([p + 1 for p in positions], kv_heads, device)
@@ -350,6 +367,45 @@ class LlamaDecoder:
         x = self.embedding.embed(torch.tensor(tokens, device=device)).float()
         x = self._layers(x, self.freqs[pos].unsqueeze(1), attend, self._decode_steps)
         return self._logits(x, decode=True)
+
+    def _fused_attend(
+        self, data: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor
+    ) -> Attend:
+        """attend(layer, projected q/k/v, None) in one call of chatstack's kernel: rotary
+        positions, the new keys and values stored, attention (amx_kernels.cpp)."""
+        lib = amx_kernels.library()
+        assert lib is not None
+        n, heads, dim = len(rows), self.heads, self.head_dim
+        rotation = torch.view_as_real(self.freqs[positions]).contiguous()
+        size = data.element_size()
+        base, layer_bytes, values_offset = (
+            data.data_ptr(),
+            data.stride(0) * size,
+            data.stride(1) * size,
+        )
+        strides = (data.stride(2), data.stride(3))
+        static = (rotation.data_ptr(), rows.data_ptr(), positions.data_ptr())
+        shape = (heads, self.kv_heads, dim, self.scale)
+        call = lib.chatstack_decode_attend
+
+        def attend(index: int, projected: torch.Tensor, _: torch.Tensor | None) -> torch.Tensor:
+            out = torch.empty((n, heads * dim))
+            keys = base + index * layer_bytes
+            call(
+                projected.data_ptr(),
+                n,
+                *static,
+                keys,
+                keys + values_offset,
+                *strides,
+                *shape,
+                out.data_ptr(),
+            )
+            return out
+
+        # the tensors the pointers point into must outlive the step's calls
+        attend.keep = (rotation, rows, positions)  # type: ignore[attr-defined]
+        return attend
 
     def prefill(self, kv: KVSlots, segments: list[tuple[int, int, list[int]]]) -> torch.Tensor:
         """Prompt chunks `(row, start, ids)` → float logits [segments, vocab] of each chunk's
@@ -390,7 +446,7 @@ class LlamaDecoder:
     # ---- pieces -----------------------------------------------------------------------
 
     def _layers(
-        self, x: torch.Tensor, freqs: torch.Tensor, attend: Attend, steps: list[LayerSteps]
+        self, x: torch.Tensor, freqs: torch.Tensor | None, attend: Attend, steps: list[LayerSteps]
     ) -> torch.Tensor:
         """The decoder layers over rows x [n, hidden] (the residual stream, float32: the
         linears take it in their dtype), rotary frequencies [n, 1, dim / 2]."""
@@ -398,8 +454,11 @@ class LlamaDecoder:
         intermediate = self.intermediate
         for index, (qkv, out, gate_up, down) in enumerate(steps):
             projected = qkv(x)
-            rotated = self._rotate(projected[:, :rotated_width], freqs)
-            out(attend(index, rotated, projected[:, rotated_width:]), x)
+            if freqs is None:  # the attention rotates q and k itself (chatstack's kernel)
+                out(attend(index, projected, None), x)
+            else:
+                rotated = self._rotate(projected[:, :rotated_width], freqs)
+                out(attend(index, rotated, projected[:, rotated_width:]), x)
             both = gate_up(x)
             down(F.silu(both[:, :intermediate]) * both[:, intermediate:], x)
         return x

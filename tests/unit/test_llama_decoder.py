@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_api import llama_decoder
+from model_api import amx_kernels, llama_decoder
 from model_api.decode_attention import (
     DecodeRows,
     batched,
@@ -127,15 +127,53 @@ def test_attention_check_tells_exact_from_padding_dependent() -> None:
     assert not attention_is_row_invariant(shifted, **shape, **on_cpu)
 
 
-@pytest.mark.parametrize("attend", batched(torch.bfloat16))
+@pytest.mark.parametrize("attend", batched(torch.bfloat16, head_dim=32, group=2))
 def test_batched_decode_attention_matches_attention_by_row(attend) -> None:
     torch.manual_seed(3)
-    query = torch.randn(3, 4, 16)  # as the decoder's: float32 queries, bf16 keys and values
-    keys, values = torch.randn(3, 2, 64, 16).bfloat16(), torch.randn(3, 2, 64, 16).bfloat16()
+    query = torch.randn(3, 4, 32)  # as the decoder's: float32 queries, bf16 keys and values
+    keys, values = torch.randn(3, 2, 64, 32).bfloat16(), torch.randn(3, 2, 64, 32).bfloat16()
     rows = DecodeRows.of([5, 40, 17], 2, CPU)
-    together = attend(query, keys, values, rows, 16**-0.5).float()
-    by_row = decode_attention_by_row(query, keys, values, rows, 16**-0.5).float()
+    together = attend(query, keys, values, rows, 32**-0.5).float()
+    by_row = decode_attention_by_row(query, keys, values, rows, 32**-0.5).float()
     torch.testing.assert_close(together, by_row, atol=1e-2, rtol=1e-2)  # by_row's is bf16
+
+
+@torch.inference_mode()
+def test_the_fused_amx_decode_step_gives_each_row_its_lone_bits() -> None:
+    """chatstack's kernels take a whole decode step's attention (rotary, the KV write and
+    attention in one call per layer): a sequence's logits are the same alone and beside
+    others, and close to the unfused step's."""
+    if amx_kernels.library() is None:
+        pytest.skip("chatstack's kernels need AMX and g++")
+    decoder = LlamaDecoder(tiny_transformers_llama(kernel_shaped=True), int4=False, max_len=MAX_LEN)
+    decoder.calibrate(max_batch=4, max_prefill_rows=64, max_len=MAX_LEN)
+    assert decoder.quantization == "int4" and decoder.fused_attention
+    prompts = {"a": [1, 2, 3], "b": list(range(5, 40)), "c": [9] * 11}
+
+    def run(keys: list[str], fused: bool) -> dict[str, list[torch.Tensor]]:
+        decoder.fused_attention = fused
+        kv, logits = slots(decoder), {key: [] for key in keys}
+        for key in keys:
+            kv.open(key, len(prompts[key]) + 4)
+            decoder.prefill(kv, [(kv.row(key), 0, prompts[key])])
+            kv.advance(key, len(prompts[key]))
+        for token in (4, 11, 7):
+            kv.reserve(max(kv.length(key) for key in keys) + 1)
+            step = decoder.decode(
+                kv, [token] * len(keys), [kv.row(k) for k in keys], [kv.length(k) for k in keys]
+            )
+            for key, row in zip(keys, step, strict=True):
+                logits[key].append(row)
+                kv.advance(key, 1)
+        return logits
+
+    together = run(list(prompts), fused=True)
+    unfused = run(list(prompts), fused=False)
+    for key in prompts:
+        alone = run([key], fused=True)[key]
+        for a, t, u in zip(alone, together[key], unfused[key], strict=True):
+            assert torch.equal(a, t)
+            torch.testing.assert_close(t, u, atol=2e-2, rtol=2e-2)
 
 
 def test_only_llama_on_a_cpu_takes_the_decoder(model) -> None:

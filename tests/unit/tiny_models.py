@@ -19,20 +19,40 @@ class TokenNames:
         return "".join(f"<{i}>" for i in ids)
 
 
-def tiny_transformers_llama():
+def tiny_transformers_llama(kernel_shaped: bool = False):
+    """kernel_shaped: wide enough for chatstack's AMX kernels (heads of 32, widths of whole
+    64-input blocks), with every linear already Q4_1 (float16 steps and lows), as the
+    embedded model's are, so that QUANTIZATION=auto takes them exactly."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
+    width = 128 if kernel_shaped else 64  # a multiple of the int4 kernel's group of 32
     config = LlamaConfig(
         vocab_size=VOCAB,
-        hidden_size=64,  # a multiple of the int4 kernel's group of 32
-        intermediate_size=128,
+        hidden_size=width,
+        intermediate_size=2 * width,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=MAX_LEN,
     )
-    return LlamaForCausalLM(config).eval()
+    model = LlamaForCausalLM(config).eval()
+    if kernel_shaped:
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, torch.nn.Linear) and module is not model.lm_head:
+                    module.weight.copy_(q4_1(module.weight))
+    return model
+
+
+def q4_1(weight: torch.Tensor) -> torch.Tensor:
+    """`weight` rounded as a Q4_1 GGUF stores it: per group of 32, low + q * step with q in
+    0..15 and low (the group's least weight) and step in float16."""
+    groups = weight.reshape(weight.shape[0], -1, 32)
+    low = groups.amin(dim=-1, keepdim=True).half().float()
+    step = ((groups.amax(dim=-1, keepdim=True) - low) / 15).half().float()
+    codes = ((groups - low) / step).round().clamp(0, 15)
+    return (low + codes * step).reshape(weight.shape)
 
 
 def tiny_llama(quantization: str, runner: str = "transformers") -> LoadedModel:

@@ -112,6 +112,17 @@ struct TileConfig {
   uint8_t rows[16] = {};
 };
 
+// Loads this thread's tile configuration: `count` tiles of 64 bytes a row, the first `tall`
+// of them (C and A) as tall as the step's rows (at most 16: a tile instruction's cost
+// follows its rows, and each row's arithmetic is the same however many there are), the
+// rest (B) 16 rows.
+inline void configure_tiles(int64_t rows, int count, int tall) {
+  TileConfig config;
+  const uint8_t height = rows < kMaxRows ? static_cast<uint8_t>(rows) : kMaxRows;
+  for (int t = 0; t < count; ++t) config.colsb[t] = 64, config.rows[t] = t < tall ? height : 16;
+  _tile_loadconfig(&config);
+}
+
 // ---- int4 ---------------------------------------------------------------------------
 // Per group, the block's 16 pairs of unpacked weights are one B tile (16 rows of 16 outputs
 // x 2 inputs, the layout tdpbf16ps wants) and x's rows x 32 inputs an A tile; the product
@@ -132,12 +143,7 @@ void amx_blocks(const Rows& x, int64_t rows, int64_t groups, const uint8_t* code
   const int64_t tiles = (rows + kMaxRows - 1) / kMaxRows;
 #pragma omp parallel
   {
-    TileConfig config;
-    // C and A tiles as tall as the step's rows (at most 16): a tile instruction's cost
-    // follows its rows, and each row's arithmetic is the same however many there are.
-    const uint8_t tall = rows < kMaxRows ? static_cast<uint8_t>(rows) : kMaxRows;
-    for (int t = 0; t < 6; ++t) config.colsb[t] = 64, config.rows[t] = t < 4 ? tall : 16;
-    _tile_loadconfig(&config);
+    configure_tiles(rows, 6, 4);
     alignas(64) uint16_t unpacked[2][16 * 32];
     alignas(64) float product[2][16 * 16];
     float* acc = static_cast<float*>(aligned_alloc(64, sizeof(float) * tiles * 256));
@@ -217,10 +223,7 @@ void amx_int8_blocks(const Rows& x, int64_t rows, int64_t groups, const uint8_t*
   const int64_t tiles = (rows + kMaxRows - 1) / kMaxRows;
 #pragma omp parallel
   {
-    TileConfig config;
-    const uint8_t tall = rows < kMaxRows ? static_cast<uint8_t>(rows) : kMaxRows;
-    for (int t = 0; t < 7; ++t) config.colsb[t] = 64, config.rows[t] = t < 3 ? tall : 16;
-    _tile_loadconfig(&config);
+    configure_tiles(rows, 7, 3);
     alignas(64) uint16_t unpacked[2][2][16 * 32];
     alignas(64) float product[16 * 16];
     const __m512i low_table = _mm512_load_si512(kTable);

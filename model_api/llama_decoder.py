@@ -280,23 +280,16 @@ class LlamaDecoder:
         def steps(decode: bool) -> list[LayerSteps]:
             quantum = self.norm_quanta[0 if decode else 1]
             dtype = self.decode_dtype if decode else self.prefill_dtype
+
+            def normed(weight: torch.Tensor, linear: Any) -> RowFunction:
+                norm = self._norm_step(weight, quantum, dtype)
+                return _normed_step(norm, linear, weight, self.eps, decode)
+
             return [
                 (
-                    _normed_step(
-                        self._norm_step(layer.attn_norm, quantum, dtype),
-                        layer.qkv,
-                        layer.attn_norm,
-                        self.eps,
-                        decode,
-                    ),
+                    normed(layer.attn_norm, layer.qkv),
                     _added_step(layer.out, decode),
-                    _normed_step(
-                        self._norm_step(layer.mlp_norm, quantum, dtype),
-                        layer.gate_up,
-                        layer.mlp_norm,
-                        self.eps,
-                        decode,
-                    ),
+                    normed(layer.mlp_norm, layer.gate_up),
                     _added_step(layer.down, decode),
                 )
                 for layer in self.layers

@@ -377,7 +377,6 @@ class LlamaDecoder:
             data.stride(1) * size,
         )
         strides = (data.stride(2), data.stride(3))
-        static = (rotation.data_ptr(), rows.data_ptr(), positions.data_ptr())
         shape = (heads, self.kv_heads, dim, self.scale)
         call = lib.chatstack_decode_attend
 
@@ -387,7 +386,9 @@ class LlamaDecoder:
             call(
                 projected.data_ptr(),
                 n,
-                *static,
+                rotation.data_ptr(),
+                rows.data_ptr(),
+                positions.data_ptr(),
                 keys,
                 keys + values_offset,
                 *strides,
@@ -396,8 +397,6 @@ class LlamaDecoder:
             )
             return out
 
-        # the tensors the pointers point into must outlive the step's calls
-        attend.keep = (rotation, rows, positions)  # type: ignore[attr-defined]
         return attend
 
     def prefill(self, kv: KVSlots, segments: list[tuple[int, int, list[int]]]) -> torch.Tensor:
@@ -538,12 +537,10 @@ def _added_step(linear: Any, decode: bool) -> AddFunction:
 
 def _row_step(linear: Any, decode: bool) -> RowFunction:
     """`linear`'s decode or prefill kernel over rows, padded to its quantum; for int4 at
-    quantum 1, the kernel itself (PyTorch's takes bf16 rows only: chatstack's kernels and
-    attention give float32)."""
+    quantum 1, PyTorch's kernel itself (chatstack's are bound by _normed_step and
+    _added_step). It takes bf16 rows only: chatstack's kernels and attention give float32."""
     quantum = linear.decode_quantum if decode else linear.prefill_quantum
     if decode and quantum == 1 and isinstance(linear, Int4Linear):
-        if linear.kernel is not None:
-            return linear.kernel.mm
         packed, scales = linear.packed, linear.scales_and_zeros
         return lambda rows: INT4_MM(rows.to(torch.bfloat16), packed, GROUP_SIZE, scales)
     kernel = linear.decode if decode else linear.prefill

@@ -16,7 +16,7 @@ from model_api.decode_attention import (
 from model_api.invariance import attention_is_row_invariant, row_quantum, run_padded
 from model_api.kv_slots import GROWTH_TOKENS, KVSlots
 from model_api.llama_decoder import LlamaDecoder, unsupported_reason
-from tests.unit.tiny_models import MAX_LEN, tiny_transformers_llama
+from tests.unit.tiny_models import MAX_LEN, NO_AMX_KERNELS, tiny_transformers_llama
 
 CPU = torch.device("cpu")
 
@@ -144,7 +144,7 @@ def test_the_fused_amx_decode_step_gives_each_row_its_lone_bits() -> None:
     attention in one call per layer): a sequence's logits are the same alone and beside
     others, and close to the unfused step's."""
     if amx_kernels.library() is None:
-        pytest.skip("chatstack's kernels need AMX and g++")
+        pytest.skip(NO_AMX_KERNELS)
     decoder = LlamaDecoder(tiny_transformers_llama(kernel_shaped=True), int4=False, max_len=MAX_LEN)
     decoder.calibrate(max_batch=4, max_prefill_rows=64, max_len=MAX_LEN)
     assert decoder.quantization == "int4" and decoder.fused_attention

@@ -19,6 +19,7 @@ from model_api.quantization import (
     quantize_int4,
 )
 from model_api.settings import Settings
+from tests.unit.tiny_models import NO_AMX_KERNELS
 
 
 @pytest.fixture(params=["torch", "chatstack"])
@@ -28,7 +29,7 @@ def kernel(request, monkeypatch) -> str:
     if request.param == "torch":
         monkeypatch.setattr(amx_kernels, "library", lambda: None)
     elif amx_kernels.library() is None:
-        pytest.skip("chatstack's kernels need AMX and g++")
+        pytest.skip(NO_AMX_KERNELS)
     return request.param
 
 
@@ -120,7 +121,7 @@ def test_chatstacks_kernels_sum_exact_products() -> None:
     """Only x is rounded (to bf16, as PyTorch's kernels round it too): the codes, steps and
     lows are exact, and the float32 sums are within a few ulps of float64's."""
     if amx_kernels.library() is None:
-        pytest.skip("chatstack's kernels need AMX and g++")
+        pytest.skip(NO_AMX_KERNELS)
     weight = four_bit_weight(out_features=32, in_features=192)
     codes, steps, lows = four_bit_codes(weight)  # type: ignore[misc]
     x = torch.randn(3, 192)

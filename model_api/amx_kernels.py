@@ -3,10 +3,12 @@ use where the CPU has AMX and a C++ compiler is installed; PyTorch's kernels eve
 
 PyTorch's `_weight_int4pack_mm_for_cpu` and `_weight_int8pack_mm` unpack the weights once
 per row: on a 2-core Xeon with AMX, 30 layers' int4 linears took 4.2 ms for one row and
-24 ms for 16, the int8 output projection 0.9 and 8.4 ms. These unpack a block once for all
-the rows of a step and multiply in AMX tiles: 5.4 and 8.0 ms, 1.2 and 1.7 ms (the .cpp has
-the arithmetic, exact products summed in float32 in an order that ignores the batch). Where
-AMX is missing their AVX-512 equivalents were no faster than PyTorch's, so there is none.
+24 ms for 16, the int8 output projection 0.9 and 8.4 ms. Here the int4 linears take int8
+inputs (per group of 32, as llama.cpp's Q4_1 dot products do) and sum exact integer products
+with AVX512-VNNI for a few rows and AMX int8 tiles for more: 1.4 ms and 5.9 ms; the output
+projection multiplies in AMX bf16 tiles: 1.2 and 1.7 ms (the .cpp has the arithmetic, in an
+order that ignores the batch and the path). Where AMX is missing an earlier design's AVX-512
+equivalent was no faster than PyTorch's, so there is none.
 
 The source is compiled with the system's g++ into a cache folder keyed by its hash (~3 s,
 once), and loaded with ctypes, which lets go of the GIL during a call. Its loops run on the
@@ -31,11 +33,14 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("amx_kernels.cpp")
-# CPU flags of the instructions used: AMX tiles, vpermw, vcvtne2ps2bf16, vcvtph2ps.
+# CPU flags of the instructions used: AMX tiles (bf16 and int8), vpdpbusd, vpermw,
+# vcvtne2ps2bf16, vcvtph2ps.
 REQUIRED_FLAGS = (
     "amx_tile",
     "amx_bf16",
+    "amx_int8",
     "avx512f",
+    "avx512_vnni",
     "avx512bw",
     "avx512vl",
     "avx512_bf16",
@@ -52,10 +57,14 @@ COMPILE_FLAGS = (
     "-mavx512bw",
     "-mavx512vl",
     "-mavx512bf16",
+    "-mavx512vnni",
     "-mf16c",
     "-mfma",
     "-mamx-tile",
     "-mamx-bf16",
+    "-mamx-int8",
+    # Every multiply and add as written: the int4 kernel's two paths must round alike.
+    "-ffp-contract=off",
 )
 GROUP, LANES = 32, 16  # inputs per int4 scale, outputs per block (the kernels')
 POINTER, SIZE = ctypes.c_void_p, ctypes.c_int64
@@ -146,6 +155,16 @@ def library() -> ctypes.CDLL | None:
     return lib
 
 
+def _int4_by_block(nibbles: torch.Tensor) -> torch.Tensor:
+    """Codes 0..15 [out, in] → the int4 kernel's bytes [blocks, groups, 4, lanes, 4]: for
+    inputs 4r+i of a group the low nibble, for inputs 16+4r+i the high one."""
+    out_features, in_features = nibbles.shape
+    q = nibbles.to(torch.uint8).reshape(
+        out_features // LANES, LANES, in_features // GROUP, 2, 4, 4
+    )  # [block, lane, group, half, r, i]
+    return (q[:, :, :, 0] | (q[:, :, :, 1] << 4)).permute(0, 2, 3, 1, 4).contiguous()
+
+
 def _pairs_by_block(nibbles: torch.Tensor) -> torch.Tensor:
     """Codes 0..15 [out, in] → the kernels' bytes [blocks, groups, pairs, lanes]."""
     out_features, in_features = nibbles.shape
@@ -166,7 +185,7 @@ class PackedInt4:
 
     def __init__(self, codes: torch.Tensor, steps: torch.Tensor, lows: torch.Tensor) -> None:
         self.out_features, self.in_features = codes.shape
-        self.codes = _pairs_by_block(codes)
+        self.codes = _int4_by_block(codes)
         blocks, groups = self.out_features // LANES, self.in_features // GROUP
 
         def per_block(values: torch.Tensor) -> torch.Tensor:

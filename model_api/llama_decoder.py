@@ -168,7 +168,7 @@ class LlamaDecoder:
         # (quantization.prefill_dtype); the KV cache stays in self.dtype either way.
         self.prefill_dtype = linears[0].dense.dtype if self.quantization == "int4" else self.dtype
         # What a decode step's rows enter its linears in: chatstack's int4 kernel takes the
-        # float32 rows as they are (it rounds them to bf16 itself, as the cast would).
+        # float32 rows as they are (it quantizes them itself, per group of 32).
         self.decode_dtype = (
             torch.float32
             if linears is not None and all(linear.kernel is not None for linear in linears)

@@ -91,8 +91,8 @@ class Int4Linear(torch.nn.Module):
         return out.reshape(*x.shape[:-1], self.out_features)
 
     def decode(self, rows: torch.Tensor) -> torch.Tensor:
-        """[rows, in] → [rows, out] with an int4 kernel (float32 out from chatstack's, bf16
-        from PyTorch's); the rows enter it as bf16 either way."""
+        """[rows, in] → [rows, out] with an int4 kernel: chatstack's (the rows quantized to
+        int8 per group of 32, float32 out) or PyTorch's (bf16 rows, bf16 out)."""
         if self.kernel is not None:
             return self.kernel.mm(rows)
         return torch.ops.aten._weight_int4pack_mm_for_cpu(

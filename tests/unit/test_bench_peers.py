@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -198,6 +199,9 @@ def test_a_process_tree_counts_the_children_memory() -> None:
     child = subprocess.Popen(["sleep", "30"])
     try:
         assert child.pid in process_tree(os.getpid())
+        deadline = time.monotonic() + 10
+        while not rss_bytes(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)  # between its fork and its exec a child may show no VmRSS yet
         assert tree_rss_bytes(os.getpid()) > rss_bytes(os.getpid())
     finally:
         child.kill()

@@ -117,18 +117,31 @@ def test_a_row_gets_the_same_bits_alone_and_in_a_batch(kernel: str) -> None:
             )
 
 
+def rows_as_the_int4_kernel_reads_them(x: torch.Tensor) -> torch.Tensor:
+    """x quantized per group of 32 as the int4 kernel does (Q8_1: round(x * 127 / max|x|)),
+    back in float64: d * q."""
+    groups = x.reshape(x.shape[0], -1, 32)
+    top = groups.abs().amax(dim=-1, keepdim=True)
+    inverse = torch.where(top > 0, 127.0 / top, torch.zeros_like(top))
+    q = torch.round(groups * inverse).clamp(-127, 127)  # round half to even, as the CPU does
+    return (q.double() * (top / 127.0).double()).reshape(x.shape)
+
+
 def test_chatstacks_kernels_sum_exact_products() -> None:
-    """Only x is rounded (to bf16, as PyTorch's kernels round it too): the codes, steps and
-    lows are exact, and the float32 sums are within a few ulps of float64's."""
+    """Only x is rounded — to int8 per group of 32 for int4 (as llama.cpp's Q4_1 dot products
+    do), to bf16 for int8: the codes, steps and lows are exact, and the float32 sums are within
+    a few ulps of float64's, by either of the int4 kernel's paths (few rows, many rows)."""
     if amx_kernels.library() is None:
         pytest.skip(NO_AMX_KERNELS)
     weight = four_bit_weight(out_features=32, in_features=192)
     codes, steps, lows = four_bit_codes(weight)  # type: ignore[misc]
-    x = torch.randn(3, 192)
-    exact = x.bfloat16().double() @ weight.double().t()
-    got = amx_kernels.PackedInt4(codes, steps, lows).mm(x)
-    assert got.dtype == torch.float32
-    assert (got.double() - exact).abs().max() < 1e-5 * exact.abs().max()
+    packed = amx_kernels.PackedInt4(codes, steps, lows)
+    for rows in (3, 20):
+        x = torch.randn(rows, 192)
+        exact = rows_as_the_int4_kernel_reads_them(x) @ weight.double().t()
+        got = packed.mm(x)
+        assert got.dtype == torch.float32
+        assert (got.double() - exact).abs().max() < 1e-5 * exact.abs().max()
     head = Int8Linear(torch.randn(64, 128))
     exact = x[:, :128].bfloat16().double() @ head.codes.double().t() * head.exact_scales.double()
     got = amx_kernels.PackedInt8(head.codes, head.exact_scales).mm(x[:, :128])

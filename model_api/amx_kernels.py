@@ -141,6 +141,10 @@ def library() -> ctypes.CDLL | None:
         *(POINTER, ctypes.c_float, ctypes.c_int),
     ]
     lib.chatstack_int8_mm.argtypes = [POINTER, SIZE, SIZE, POINTER, POINTER, SIZE, POINTER]
+    lib.chatstack_bf16_mm.restype = None
+    lib.chatstack_bf16_mm.argtypes = [
+        *(POINTER, SIZE, SIZE, POINTER, SIZE, POINTER, POINTER, ctypes.c_float, ctypes.c_int)
+    ]
     lib.chatstack_decode_attend.restype = None
     lib.chatstack_decode_attend.argtypes = [
         *(POINTER, SIZE, POINTER, POINTER, POINTER, POINTER, POINTER, SIZE, SIZE),
@@ -226,6 +230,54 @@ class PackedInt4:
             self.codes.data_ptr(),
             self.steps.data_ptr(),
             self.lows.data_ptr(),
+            self.out_features,
+            out.data_ptr(),
+            None if weight is None else weight.data_ptr(),
+            eps,
+            into is not None,
+        )
+        return out
+
+
+class PackedBF16:
+    """A dense weight in bf16, in the kernel's tile layout, for a prompt's many rows; `mm`
+    as PackedInt4's (the same norm and residual fusions)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        self.out_features, self.in_features = weight.shape
+        w = (
+            weight.detach()
+            .to(torch.bfloat16)
+            .reshape(self.out_features // LANES, LANES, self.in_features // GROUP, GROUP // 2, 2)
+        )  # [block, lane, step, pair, half]
+        self.weight = w.permute(0, 2, 3, 1, 4).contiguous()
+        lib = library()
+        assert lib is not None
+        self._fn = lib.chatstack_bf16_mm
+
+    @staticmethod
+    def fits(weight: torch.Tensor) -> bool:
+        out_features, in_features = weight.shape
+        return out_features % (2 * LANES) == 0 and in_features % GROUP == 0
+
+    def dense(self) -> torch.Tensor:
+        """The weight back as a plain [out, in] bf16 tensor (a view would not be contiguous)."""
+        return self.weight.permute(0, 3, 1, 2, 4).reshape(self.out_features, self.in_features)
+
+    def mm(
+        self,
+        rows: torch.Tensor,
+        norm: tuple[torch.Tensor, float] | None = None,
+        into: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        rows = rows.float().contiguous()
+        out = torch.empty((rows.shape[0], self.out_features)) if into is None else into
+        weight, eps = norm if norm is not None else (None, 0.0)
+        self._fn(
+            rows.data_ptr(),
+            rows.shape[0],
+            self.in_features,
+            self.weight.data_ptr(),
             self.out_features,
             out.data_ptr(),
             None if weight is None else weight.data_ptr(),

@@ -166,7 +166,7 @@ class LlamaDecoder:
         self.dtype = torch.bfloat16 if linears is not None else inner.embed_tokens.weight.dtype
         # What a prompt's rows enter its linears in: an int4 model's dense copy may be fp32
         # (quantization.prefill_dtype); the KV cache stays in self.dtype either way.
-        self.prefill_dtype = linears[0].dense.dtype if self.quantization == "int4" else self.dtype
+        self.prefill_dtype = linears[0].dense_dtype if self.quantization == "int4" else self.dtype
         # What a decode step's rows enter its linears in: chatstack's int4 kernel takes the
         # float32 rows as they are (it quantizes them itself, per group of 32).
         self.decode_dtype = (
@@ -508,11 +508,14 @@ class LlamaDecoder:
 
 
 def _kernel(linear: Any, decode: bool) -> Any:
-    """chatstack's AMX kernel of a decode step's int4 linear, if it runs one (amx_kernels.py:
-    it fuses the norm before it and the residual add after, each row on its own)."""
-    if decode and linear.decode_quantum == 1 and isinstance(linear, Int4Linear):
-        return linear.kernel
-    return None
+    """chatstack's AMX kernel of an int4 linear for a decode step's rows or a prompt's, if it
+    runs one (amx_kernels.py: it fuses the norm before it and the residual add after, each
+    row on its own)."""
+    if not isinstance(linear, Int4Linear):
+        return None
+    if decode:
+        return linear.kernel if linear.decode_quantum == 1 else None
+    return linear.prompt_kernel if linear.prefill_quantum == 1 else None
 
 
 def _normed_step(

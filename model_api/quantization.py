@@ -16,7 +16,7 @@ import logging
 import torch
 
 from model_api import amx_kernels
-from model_api.amx_kernels import PackedInt4, PackedInt8
+from model_api.amx_kernels import PackedBF16, PackedInt4, PackedInt8
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +74,27 @@ class Int4Linear(torch.nn.Module):
             zeros = lows + 8 * scales
             pairs = torch.stack([scales, zeros], dim=-1).transpose(0, 1).contiguous()
             self.register_buffer("scales_and_zeros", pairs.to(torch.bfloat16))
-        # The int4 kernel multiplies row by row: fast for a decode step (a few rows), ~3x
-        # slower than a dense bf16 GEMM for a prompt's hundreds (AMX), ~2x slower than fp32
-        # (AVX2). Prefill uses this copy in `dense_dtype` (prefill_dtype(): half the fp32
-        # model's bytes again, or all of them); which path a token takes depends only on
-        # whether it is in a prompt, so a sequence's arithmetic never depends on its batch.
+        # The int4 kernels are made for a decode step's few rows: for a prompt's hundreds a
+        # dense GEMM is ~2x faster (AMX), or the int4 kernel ~2x slower than fp32 (AVX2).
+        # Prefill uses this copy in `dense_dtype` (prefill_dtype(): half the fp32 model's
+        # bytes again, or all of them); which path a token takes depends only on whether it
+        # is in a prompt, so a sequence's arithmetic never depends on its batch. Where
+        # chatstack's kernels run, the bf16 copy is multiplied by chatstack's GEMM
+        # (amx_kernels.PackedBF16), whose rows are independent: several prompts batch.
         grouped = codes.float().reshape(out_features, -1, GROUP_SIZE)
-        dense = lows.unsqueeze(-1) + grouped * scales.unsqueeze(-1)
-        self.register_buffer("dense", dense.reshape(out_features, in_features).to(dense_dtype))
+        dense = (lows.unsqueeze(-1) + grouped * scales.unsqueeze(-1)).reshape(out_features, -1)
+        self.dense_dtype = dense_dtype
+        self.prompt_kernel = (
+            PackedBF16(dense)
+            if self.kernel is not None and dense_dtype == torch.bfloat16 and PackedBF16.fits(dense)
+            else None
+        )
+        if self.prompt_kernel is None:
+            self.register_buffer("dense", dense.to(dense_dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3 and x.shape[1] > 1:  # [batch, prompt tokens, features]: a prefill
-            return self.prefill(x)
+            return self.prefill(x).to(torch.bfloat16)
         rows = x.reshape(-1, self.in_features)
         out = self.decode(rows).to(torch.bfloat16)  # what a bf16 model's next module takes
         return out.reshape(*x.shape[:-1], self.out_features)
@@ -100,7 +109,11 @@ class Int4Linear(torch.nn.Module):
         )
 
     def prefill(self, rows: torch.Tensor) -> torch.Tensor:
-        """Prompt tokens through the dense copy."""
+        """Prompt tokens [..., in] through the dense copy (float32 out from chatstack's GEMM,
+        `dense_dtype` from PyTorch's)."""
+        if self.prompt_kernel is not None:
+            flat = self.prompt_kernel.mm(rows.reshape(-1, self.in_features))
+            return flat.reshape(*rows.shape[:-1], self.out_features)
         return torch.nn.functional.linear(rows.to(self.dense.dtype), self.dense)
 
     def extra_repr(self) -> str:

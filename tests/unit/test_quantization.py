@@ -148,6 +148,32 @@ def test_chatstacks_kernels_sum_exact_products() -> None:
     assert (got.double() - exact).abs().max() < 1e-5 * exact.abs().max()
 
 
+def test_chatstacks_prompt_gemm_is_exact_and_row_invariant() -> None:
+    """The bf16 GEMM for prompts: bf16 rows (RMS-normalized first when asked) times the bf16
+    weight, float32 sums within a few ulps of float64's, and a row's bits the same alone and
+    among other prompts' rows (what lets prompts batch)."""
+    if amx_kernels.library() is None:
+        pytest.skip(NO_AMX_KERNELS)
+    weight = torch.randn(96, 192)
+    packed = amx_kernels.PackedBF16(weight)
+    assert torch.equal(packed.dense(), weight.bfloat16())
+    x = torch.randn(70, 192)  # more than two tiles of rows
+    got = packed.mm(x)
+    exact = x.bfloat16().double() @ weight.bfloat16().double().t()
+    assert (got.double() - exact).abs().max() < 1e-5 * exact.abs().max()
+    for size in (1, 5, 16, 17, 33, 64):
+        for start in (0, 3):
+            assert torch.equal(packed.mm(x[start : start + size]), got[start : start + size])
+    norm = torch.rand(192) + 0.5
+    normed = torch.nn.functional.rms_norm(x, (192,), norm, 1e-5).bfloat16().double()
+    got = packed.mm(x, norm=(norm, 1e-5))
+    assert (got.double() - normed @ weight.bfloat16().double().t()).abs().max() < 1e-4
+    residual = torch.randn(70, 96)
+    total = residual.clone()
+    assert packed.mm(x, into=total) is total
+    assert torch.equal(total, residual + packed.mm(x))
+
+
 def test_chatstacks_kernels_are_not_built_where_they_cannot_run(monkeypatch, caplog) -> None:
     monkeypatch.setattr(amx_kernels, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})  # Zen 4
     amx_kernels.library.cache_clear()

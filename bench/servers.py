@@ -242,6 +242,8 @@ def add_full_stack(servers: EngineServers, tmp: Path) -> None:
         MODEL_API_KEY=servers.api_key,
         SITE_ORIGINS=settings.site_origin,
         COOKIE_SECURE="true",
+        # Its one user stands for a team: the per-account share of the batch must not cap it.
+        USER_MAX_ACTIVE_TURNS="1024",
     )
     wait_healthy(servers.app, "/api/health", timeout=60)
     servers.nginx = start_nginx(settings)

@@ -1,5 +1,6 @@
-// chatstack's matrix multiplies for a decode step's few rows on Intel AMX (model_api/amx_kernels.py
-// builds and loads this file): int4 weights (the Q4_1 linears) and int8 (the output projection).
+// chatstack's matrix multiplies on Intel AMX (model_api/amx_kernels.py builds and loads this
+// file): a decode step's few rows with int4 weights (the Q4_1 linears) and int8 (the output
+// projection), a prompt's many rows with the int4 linears' bf16 copy; and decode attention.
 //
 // int4: y[m][n] = sum over groups g of 32 inputs: step[n][g] * sum_k x[m][k] * q[n][k]
 //                                                + low[n][g]  * sum_k x[m][k]

@@ -1,5 +1,6 @@
-"""chatstack's int4 and int8 decode kernels for Intel AMX (amx_kernels.cpp): built on first
-use where the CPU has AMX and a C++ compiler is installed; PyTorch's kernels everywhere else.
+"""chatstack's int4 and int8 decode kernels and bf16 prompt GEMM for Intel AMX
+(amx_kernels.cpp): built on first use where the CPU has AMX and a C++ compiler is installed;
+PyTorch's kernels everywhere else.
 
 PyTorch's `_weight_int4pack_mm_for_cpu` and `_weight_int8pack_mm` unpack the weights once
 per row: on a 2-core Xeon with AMX, 30 layers' int4 linears took 4.2 ms for one row and
@@ -7,8 +8,10 @@ per row: on a 2-core Xeon with AMX, 30 layers' int4 linears took 4.2 ms for one 
 inputs (per group of 32, as llama.cpp's Q4_1 dot products do) and sum exact integer products
 with AVX512-VNNI for a few rows and AMX int8 tiles for more: 1.4 ms and 5.9 ms; the output
 projection multiplies in AMX bf16 tiles: 1.2 and 1.7 ms (the .cpp has the arithmetic, in an
-order that ignores the batch and the path). Where AMX is missing an earlier design's AVX-512
-equivalent was no faster than PyTorch's, so there is none.
+order that ignores the batch and the path). A prompt's rows go through the linears' bf16
+copy in AMX tiles (PackedBF16), every output summed in one order whatever the rows, so that
+prompts batch. Where AMX is missing an earlier design's AVX-512 equivalent was no faster
+than PyTorch's, so there is none.
 
 The source is compiled with the system's g++ into a cache folder keyed by its hash (~3 s,
 once), and loaded with ctypes, which lets go of the GIL during a call. Its loops run on the

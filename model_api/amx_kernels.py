@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -186,30 +187,13 @@ def _shape_fits(weight: torch.Tensor) -> bool:
     return out_features % LANES == 0 and in_features % (2 * GROUP) == 0  # groups in pairs
 
 
-class PackedInt4:
-    """A Q4_1-style weight (codes 0..15, a step and a low per group of 32) in the kernel's
-    layout; `mm` multiplies rows with it."""
+class _FusedKernel:
+    """A weight packed for a kernel called (x, rows, in, *weights, out, y, norm, eps, add):
+    the int4 and bf16 ones, which fuse the RMSNorm before and the residual add after."""
 
-    def __init__(self, codes: torch.Tensor, steps: torch.Tensor, lows: torch.Tensor) -> None:
-        self.out_features, self.in_features = codes.shape
-        self.codes = _int4_by_block(codes)
-        blocks, groups = self.out_features // LANES, self.in_features // GROUP
-
-        def per_block(values: torch.Tensor) -> torch.Tensor:
-            return values.reshape(blocks, LANES, groups).transpose(1, 2).contiguous().half()
-
-        self.steps, self.lows = per_block(steps), per_block(lows)
-        lib = library()
-        assert lib is not None
-        self._fn = lib.chatstack_int4_mm
-
-    @staticmethod
-    def fits(codes: torch.Tensor, steps: torch.Tensor, lows: torch.Tensor) -> bool:
-        """Whether the kernel takes this weight exactly: whole blocks and float16 scales (a
-        Q4_1 GGUF's are float16, so the embedded model's always are)."""
-        return _shape_fits(codes) and all(
-            torch.equal(v.half().float(), v.float()) for v in (steps, lows)
-        )
+    out_features: int
+    _fn: Any
+    _weights: tuple[torch.Tensor, ...]
 
     def mm(
         self,
@@ -229,10 +213,8 @@ class PackedInt4:
         self._fn(
             rows.data_ptr(),
             rows.shape[0],
-            self.in_features,
-            self.codes.data_ptr(),
-            self.steps.data_ptr(),
-            self.lows.data_ptr(),
+            rows.shape[1],
+            *(w.data_ptr() for w in self._weights),
             self.out_features,
             out.data_ptr(),
             None if weight is None else weight.data_ptr(),
@@ -242,9 +224,35 @@ class PackedInt4:
         return out
 
 
-class PackedBF16:
-    """A dense weight in bf16, in the kernel's tile layout, for a prompt's many rows; `mm`
-    as PackedInt4's (the same norm and residual fusions)."""
+class PackedInt4(_FusedKernel):
+    """A Q4_1-style weight (codes 0..15, a step and a low per group of 32) in the kernel's
+    layout; `mm` multiplies rows with it."""
+
+    def __init__(self, codes: torch.Tensor, steps: torch.Tensor, lows: torch.Tensor) -> None:
+        self.out_features, self.in_features = codes.shape
+        self.codes = _int4_by_block(codes)
+        blocks, groups = self.out_features // LANES, self.in_features // GROUP
+
+        def per_block(values: torch.Tensor) -> torch.Tensor:
+            return values.reshape(blocks, LANES, groups).transpose(1, 2).contiguous().half()
+
+        self.steps, self.lows = per_block(steps), per_block(lows)
+        self._weights = (self.codes, self.steps, self.lows)
+        lib = library()
+        assert lib is not None
+        self._fn = lib.chatstack_int4_mm
+
+    @staticmethod
+    def fits(codes: torch.Tensor, steps: torch.Tensor, lows: torch.Tensor) -> bool:
+        """Whether the kernel takes this weight exactly: whole blocks and float16 scales (a
+        Q4_1 GGUF's are float16, so the embedded model's always are)."""
+        return _shape_fits(codes) and all(
+            torch.equal(v.half().float(), v.float()) for v in (steps, lows)
+        )
+
+
+class PackedBF16(_FusedKernel):
+    """A dense weight in bf16, in the kernel's tile layout, for a prompt's many rows."""
 
     def __init__(self, weight: torch.Tensor) -> None:
         self.out_features, self.in_features = weight.shape
@@ -254,6 +262,7 @@ class PackedBF16:
             .reshape(self.out_features // LANES, LANES, self.in_features // GROUP, GROUP // 2, 2)
         )  # [block, lane, step, pair, half]
         self.weight = w.permute(0, 2, 3, 1, 4).contiguous()
+        self._weights = (self.weight,)
         lib = library()
         assert lib is not None
         self._fn = lib.chatstack_bf16_mm
@@ -266,28 +275,6 @@ class PackedBF16:
     def dense(self) -> torch.Tensor:
         """The weight back as a plain [out, in] bf16 tensor (a view would not be contiguous)."""
         return self.weight.permute(0, 3, 1, 2, 4).reshape(self.out_features, self.in_features)
-
-    def mm(
-        self,
-        rows: torch.Tensor,
-        norm: tuple[torch.Tensor, float] | None = None,
-        into: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        rows = rows.float().contiguous()
-        out = torch.empty((rows.shape[0], self.out_features)) if into is None else into
-        weight, eps = norm if norm is not None else (None, 0.0)
-        self._fn(
-            rows.data_ptr(),
-            rows.shape[0],
-            self.in_features,
-            self.weight.data_ptr(),
-            self.out_features,
-            out.data_ptr(),
-            None if weight is None else weight.data_ptr(),
-            eps,
-            into is not None,
-        )
-        return out
 
 
 class PackedInt8:

@@ -71,6 +71,18 @@ inline float rms_factor(const float* row, int64_t in, float eps) {
   return 1.0f / sqrtf(mean + eps);
 }
 
+// Inputs k..k+31 of a row as two vectors, RMS-normalized (times `factor`, the row's
+// rms_factor, and the norm weight) when there is a norm weight.
+inline void load_group(const float* row, int64_t k, const float* norm, __m512 factor, __m512& lo,
+                       __m512& hi) {
+  lo = _mm512_loadu_ps(row + k);
+  hi = _mm512_loadu_ps(row + k + 16);
+  if (norm) {
+    lo = _mm512_mul_ps(_mm512_mul_ps(lo, factor), _mm512_loadu_ps(norm + k));
+    hi = _mm512_mul_ps(_mm512_mul_ps(hi, factor), _mm512_loadu_ps(norm + k + 16));
+  }
+}
+
 // x as bf16 (in order, so each 32-bit word is a pair of inputs), rows padded with zeros to
 // a multiple of `multiple` (whole AMX tiles of rows). With a norm weight, each row is
 // RMS-normalized first (x * rms_factor * weight, in float32): the decoder's norm before
@@ -87,11 +99,8 @@ struct Rows {
       const float* row = x + m * in;
       const __m512 scale = _mm512_set1_ps(norm ? rms_factor(row, in, eps) : 1.0f);
       for (int64_t k = 0; k < in; k += 32) {
-        __m512 lo = _mm512_loadu_ps(row + k), hi = _mm512_loadu_ps(row + k + 16);
-        if (norm) {
-          lo = _mm512_mul_ps(_mm512_mul_ps(lo, scale), _mm512_loadu_ps(norm + k));
-          hi = _mm512_mul_ps(_mm512_mul_ps(hi, scale), _mm512_loadu_ps(norm + k + 16));
-        }
+        __m512 lo, hi;
+        load_group(row, k, norm, scale, lo, hi);
         _mm512_storeu_si512(halves + m * in + k, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
       }
     }
@@ -148,11 +157,8 @@ struct QuantizedRows {
       const float* row = x + m * in;
       const __m512 factor = _mm512_set1_ps(norm ? rms_factor(row, in, eps) : 1.0f);
       for (int64_t g = 0; g < groups; ++g) {
-        __m512 lo = _mm512_loadu_ps(row + g * kGroup), hi = _mm512_loadu_ps(row + g * kGroup + 16);
-        if (norm) {
-          lo = _mm512_mul_ps(_mm512_mul_ps(lo, factor), _mm512_loadu_ps(norm + g * kGroup));
-          hi = _mm512_mul_ps(_mm512_mul_ps(hi, factor), _mm512_loadu_ps(norm + g * kGroup + 16));
-        }
+        __m512 lo, hi;
+        load_group(row, g * kGroup, norm, factor, lo, hi);
         const float top = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
         const __m512 inverse = _mm512_set1_ps(top > 0.0f ? 127.0f / top : 0.0f);
         // round to nearest even (the default rounding), saturated to int8

@@ -191,6 +191,7 @@ class _FusedKernel:
     """A weight packed for a kernel called (x, rows, in, *weights, out, y, norm, eps, add):
     the int4 and bf16 ones, which fuse the RMSNorm before and the residual add after."""
 
+    in_features: int
     out_features: int
     _fn: Any
     _weights: tuple[torch.Tensor, ...]
@@ -213,7 +214,7 @@ class _FusedKernel:
         self._fn(
             rows.data_ptr(),
             rows.shape[0],
-            rows.shape[1],
+            self.in_features,
             *(w.data_ptr() for w in self._weights),
             self.out_features,
             out.data_ptr(),

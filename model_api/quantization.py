@@ -94,7 +94,7 @@ class Int4Linear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3 and x.shape[1] > 1:  # [batch, prompt tokens, features]: a prefill
-            return self.prefill(x).to(torch.bfloat16)
+            return self.prefill(x).to(self.dense_dtype)  # chatstack's GEMM gives float32
         rows = x.reshape(-1, self.in_features)
         out = self.decode(rows).to(torch.bfloat16)  # what a bf16 model's next module takes
         return out.reshape(*x.shape[:-1], self.out_features)

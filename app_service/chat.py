@@ -4,8 +4,10 @@ answer into the turn (which publishes each frame to the account's sockets), stor
 Runs on the turn's own thread (turn_registry.py) with its own database connection, whether or
 not any socket is open. Whatever happens — a stop, the model API dying, TURN_MAX_SECONDS, the
 service stopping — the assistant message ends `complete`, `stopped` or `failed` with the text
-generated so far, saved at least once a second meanwhile. A regenerate or a continue that
-ends before any new text arrives leaves the stored answer as it was.
+generated so far, saved at least once a second meanwhile. Conversations are trees
+(message_tree.py): a send answers below the active leaf, an edit adds a sibling of the edited
+question, a regenerate a sibling of the answer; nothing is deleted. A regenerate or a
+continue that ends before any new text arrives leaves the conversation as it was.
 
 The turn's request id is set in its thread, which calls the model API, so both services log
 it; one line is logged and counted when the turn ends, before its last frame goes out.
@@ -29,6 +31,7 @@ from app_service.turn import StopReason, Turn, TurnState
 from app_service.turn_inputs import (
     context_file_ids,
     continue_target,
+    edit_parent_path,
     history,
     regenerate_target,
     sampling,
@@ -64,17 +67,19 @@ class ChatTurn:
         self.usage: dict[str, Any] | None = None
         self._started = time.monotonic()
         self._recorded = False
-        # Regenerate: the answer being replaced. It stays stored until the new one's first
-        # text arrives, so a regenerate refused, failed or stopped before that loses nothing.
+        # Regenerate: the answer a sibling is being written for. Until the new one's first
+        # text arrives it is the one to show again if the regenerate is refused, fails or is
+        # stopped (the empty new row then goes).
         self._previous: sqlite3.Row | None = None
         # Continue: the answer being extended, as it was before (restored if nothing came).
         self._continued: sqlite3.Row | None = None
+        self._conn: sqlite3.Connection | None = None  # the turn's own, while it runs
 
     def run(self) -> None:
         """The turn, start to end, on the calling thread (one of its own)."""
         # This thread's context is its own: the id set here is the one the model API gets.
         set_request_id(self.turn.request_id)
-        conn = connect(self.settings.db_path)
+        conn = self._conn = connect(self.settings.db_path)
         try:
             self._run(conn)
         except APIError as exc:
@@ -97,7 +102,7 @@ class ChatTurn:
                 conversation_id=self.request.conversation_id,
                 error=exc.message,
                 code=exc.code,
-                message=store.message_dict(kept) if kept is not None else None,
+                message=self._message(kept) if kept is not None else None,
                 request_id=self.turn.request_id,
             ),
         )
@@ -138,20 +143,23 @@ class ChatTurn:
     def _run(self, conn: sqlite3.Connection) -> None:
         req = self.request
         inputs = store.load_for_turn(conn, self.user_id, req.conversation_id, req.file_ids)
+        path = inputs.messages
         if req.kind == "regenerate":
-            question_row, self._previous = regenerate_target(inputs.messages)
+            question_row, self._previous = regenerate_target(path)
             question = store.message_dict(question_row)
         elif req.kind == "continue":
-            question_row, self._continued = continue_target(inputs.messages)
+            question_row, self._continued = continue_target(path)
             question = store.message_dict(question_row)
         else:
-            question = self._store_user_message(conn, inputs.conversation)
+            if req.kind == "edit":  # the new question is a sibling of the edited one
+                path = edit_parent_path(inputs.tree, req.message_id)
+            question = self._store_user_message(
+                conn, inputs.conversation, parent_id=path[-1]["id"] if path else None
+            )
         settings = sampling(
             self.settings, inputs.conversation, req.overrides, self.pool.first_model
         )
-        file_ids = context_file_ids(
-            question["attachments"], inputs.messages, inputs.existing_file_ids
-        )
+        file_ids = context_file_ids(question["attachments"], path, inputs.existing_file_ids)
         files = files_for_user(conn, self.user_id, file_ids)
         prefix = self._continued["content"] if self._continued is not None else ""
         context = build_context(
@@ -159,7 +167,7 @@ class ChatTurn:
             system_prompt=settings["system_prompt"],
             user_text=question["content"],
             conversation_id=req.conversation_id,
-            history=history(inputs.messages, question["id"]),
+            history=history(path, question["id"]),
             files=files,
             load_text=lambda file_id, n: file_text(conn, self.user_id, file_id, n),
             find_chunks=lambda q, n: best_chunks(conn, self.user_id, [f.id for f in files], q, n),
@@ -170,12 +178,19 @@ class ChatTurn:
             answer_id = self._continued["id"]
             store.reopen_message(conn, answer_id)
         else:
-            answer_id = store.add_message(conn, req.conversation_id, "assistant", "", "streaming")
-        self.turn.begin(store.message_dict(store.get_message(conn, answer_id)))
+            answer_id = store.add_message(
+                conn, req.conversation_id, "assistant", "", "streaming", parent_id=question["id"]
+            )
+        self.turn.begin(self._message(store.get_message(conn, answer_id)))
         self._stream_answer(conn, answer_id, settings, context.messages, context.sources, prefix)
 
+    def _message(self, row: sqlite3.Row) -> dict[str, Any]:
+        """A message for a frame, with its siblings, read on the turn's own connection."""
+        assert self._conn is not None
+        return store.message_out(self._conn, row)
+
     def _store_user_message(
-        self, conn: sqlite3.Connection, conversation: sqlite3.Row
+        self, conn: sqlite3.Connection, conversation: sqlite3.Row, *, parent_id: str | None
     ) -> dict[str, Any]:
         req = self.request
         if not req.content.strip():
@@ -183,14 +198,20 @@ class ChatTurn:
         attached = files_for_user(conn, self.user_id, req.file_ids)
         attachments = [{"id": f.id, "name": f.name} for f in attached]
         message_id = store.add_message(
-            conn, req.conversation_id, "user", req.content, "complete", attachments
+            conn,
+            req.conversation_id,
+            "user",
+            req.content,
+            "complete",
+            attachments,
+            parent_id=parent_id,
         )
         if conversation["title"] == store.DEFAULT_TITLE:
             with transaction(conn):
                 store.update_conversation(
                     conn, self.user_id, req.conversation_id, {"title": title_from(req.content)}
                 )
-        message = store.message_dict(store.get_message(conn, message_id))
+        message = store.message_out(conn, store.get_message(conn, message_id))
         updated = store.get_conversation(conn, self.user_id, req.conversation_id)
         self.turn.emit(
             frames.UserMessage(
@@ -268,20 +289,21 @@ class ChatTurn:
         return {**kept, "status": "stopped"}
 
     def _replace_previous(self, conn: sqlite3.Connection) -> None:
-        """The new answer is arriving: the one it replaces goes now."""
-        if self._previous is not None:
-            store.delete_message(conn, self._previous["id"])
-            self._previous = None
+        """The new answer is arriving: the one it was written beside stays, as a sibling, and
+        is no longer the one to fall back to."""
+        self._previous = None
 
     def _keep_as_it_was(
         self, conn: sqlite3.Connection, answer_id: str, outcome: dict[str, Any]
     ) -> None:
         """A regenerate or continue that ended before any new text arrived (refused, failed,
         stopped): the stored answer stays as it was and is sent back; a regenerate's new row
-        goes."""
+        goes, and the previous answer is the active leaf again."""
         if self._previous is not None:
             kept, discarded = self._previous, answer_id
-            store.delete_message(conn, answer_id)
+            with transaction(conn):
+                store.delete_message(conn, answer_id)
+                store.set_active_leaf(conn, self.request.conversation_id, kept["id"])
         else:
             assert self._continued is not None
             kept, discarded = self._continued, None
@@ -295,7 +317,7 @@ class ChatTurn:
                 sources=store.message_dict(kept)["sources"],
                 error=kept["error"],
             )
-        message = store.message_dict(kept)
+        message = store.message_out(conn, kept)
         frame = self._final_frame(message, outcome, message["sources"])
         frame.discarded_message_id = discarded
         self._end(_state_of(outcome), frame)
@@ -340,7 +362,8 @@ class ChatTurn:
                 ),
             )
             return
-        self._end(_state_of(outcome), self._final_frame(store.message_dict(row), outcome, sources))
+        message = store.message_out(conn, row)
+        self._end(_state_of(outcome), self._final_frame(message, outcome, sources))
 
     def _final_frame(
         self, message: dict[str, Any], outcome: dict[str, Any], sources: list[dict[str, Any]]

@@ -11,6 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from app_service import message_tree as tree
 from app_service.db import new_id, now, snapshot, transaction
 from chatstack.errors import APIError
 
@@ -32,10 +33,14 @@ def conversation_dict(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def message_dict(row: sqlite3.Row) -> dict[str, Any]:
+def message_dict(row: sqlite3.Row, sibling_ids: list[str] | None = None) -> dict[str, Any]:
+    """A stored message; `sibling_ids` (its own among them, oldest first) default to its own
+    alone — callers that know the conversation pass them (`message_out`)."""
     return {
         "id": row["id"],
         "conversation_id": row["conversation_id"],
+        "parent_id": row["parent_id"],
+        "sibling_ids": sibling_ids if sibling_ids is not None else [row["id"]],
         "role": row["role"],
         "content": row["content"],
         "status": row["status"],
@@ -126,13 +131,35 @@ def touch_conversation(conn: sqlite3.Connection, conversation_id: str) -> None:
 
 
 def messages_of(conn: sqlite3.Connection, conversation_id: str) -> list[sqlite3.Row]:
+    """Every message of the conversation, all branches, oldest first."""
     return conn.execute(
         "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq", (conversation_id,)
     ).fetchall()
 
 
+def active_path(conn: sqlite3.Connection, conversation: sqlite3.Row) -> list[sqlite3.Row]:
+    return tree.active_path(messages_of(conn, conversation["id"]), conversation["active_leaf_id"])
+
+
+def path_dicts(rows: list[sqlite3.Row], path: list[sqlite3.Row]) -> list[dict[str, Any]]:
+    """The messages of `path`, each with its siblings among `rows` (the whole tree)."""
+    return [message_dict(m, tree.sibling_ids(rows, m)) for m in path]
+
+
 def get_message(conn: sqlite3.Connection, message_id: str) -> sqlite3.Row:
     return conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+
+
+def message_out(conn: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
+    """A message as clients get it: with the ids of its siblings (`‹ 2/3 ›`)."""
+    siblings = [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM messages WHERE conversation_id = ? AND parent_id IS ? ORDER BY seq",
+            (row["conversation_id"], row["parent_id"]),
+        )
+    ]
+    return message_dict(row, siblings)
 
 
 def add_message(
@@ -142,8 +169,11 @@ def add_message(
     content: str,
     status: str,
     attachments: list[dict[str, Any]] | None = None,
+    *,
+    parent_id: str | None,
 ) -> str:
-    """Append a message (its own transaction: it is on disk when this returns)."""
+    """Add a message below `parent_id` (None: a first message) and make it the active leaf
+    (its own transaction: it is on disk when this returns)."""
     message_id = new_id("msg")
     with transaction(conn):
         seq = conn.execute(
@@ -151,11 +181,12 @@ def add_message(
             (conversation_id,),
         ).fetchone()[0]
         conn.execute(
-            "INSERT INTO messages (id, conversation_id, seq, role, content, status, attachments, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO messages (id, conversation_id, parent_id, seq, role, content, status, "
+            "attachments, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 message_id,
                 conversation_id,
+                parent_id,
                 seq,
                 role,
                 content,
@@ -164,8 +195,62 @@ def add_message(
                 now(),
             ),
         )
+        set_active_leaf(conn, conversation_id, message_id)
         touch_conversation(conn, conversation_id)
     return message_id
+
+
+def set_active_leaf(conn: sqlite3.Connection, conversation_id: str, leaf_id: str | None) -> None:
+    conn.execute(
+        "UPDATE conversations SET active_leaf_id = ? WHERE id = ?", (leaf_id, conversation_id)
+    )
+
+
+def _message_in(rows: list[sqlite3.Row], message_id: str) -> sqlite3.Row:
+    for row in rows:
+        if row["id"] == message_id:
+            return row
+    raise APIError(
+        404, "No such message in this conversation.", param="message_id", code="message_not_found"
+    )
+
+
+def select_branch(
+    conn: sqlite3.Connection, user_id: str, conversation_id: str, message_id: str
+) -> None:
+    """Show the branch through `message_id`: its newest continuation becomes the active leaf
+    (remembered, so a reload and the next turn follow it)."""
+    with transaction(conn):
+        get_conversation(conn, user_id, conversation_id)
+        rows = messages_of(conn, conversation_id)
+        _message_in(rows, message_id)
+        leaf = tree.newest_leaf(rows, message_id)
+        assert leaf is not None
+        set_active_leaf(conn, conversation_id, leaf["id"])
+
+
+def delete_branch(
+    conn: sqlite3.Connection, user_id: str, conversation_id: str, message_id: str
+) -> int:
+    """Delete `message_id` and everything below it. If the active leaf was among them, the
+    conversation shows the newest remaining message under the same parent (a sibling's
+    branch), else the parent itself. Returns how many messages went."""
+    with transaction(conn):
+        conversation = get_conversation(conn, user_id, conversation_id)
+        rows = messages_of(conn, conversation_id)
+        doomed = tree.subtree(rows, _message_in(rows, message_id)["id"])
+        doomed_ids = {row["id"] for row in doomed}
+        conn.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in doomed_ids])
+        kept = [row for row in rows if row["id"] not in doomed_ids]
+        path_ids = {row["id"] for row in tree.active_path(rows, conversation["active_leaf_id"])}
+        if path_ids & doomed_ids:
+            parent = doomed[0]["parent_id"]
+            siblings = tree.children(kept).get(parent, [])
+            anchor = siblings[-1]["id"] if siblings else parent
+            leaf = tree.newest_leaf(kept, anchor) if anchor is not None else None
+            set_active_leaf(conn, conversation_id, leaf["id"] if leaf is not None else None)
+        touch_conversation(conn, conversation_id)
+    return len(doomed_ids)
 
 
 @dataclass
@@ -173,20 +258,21 @@ class TurnInputs:
     """What a chat turn reads before it asks the model: one consistent read."""
 
     conversation: sqlite3.Row
-    messages: list[sqlite3.Row]  # oldest first
+    tree: list[sqlite3.Row]  # every message, all branches, oldest first
+    messages: list[sqlite3.Row]  # the active path, oldest first
     existing_file_ids: set[str]  # of the ids asked about, the user's files that still exist
 
 
 def load_for_turn(
     conn: sqlite3.Connection, user_id: str, conversation_id: str, file_ids: list[str]
 ) -> TurnInputs:
-    """The conversation (404 if not the user's), its messages, and which of `file_ids` and
-    of the files attached in the conversation still exist."""
+    """The conversation (404 if not the user's), its messages and active path, and which of
+    `file_ids` and of the files attached in the conversation still exist."""
     with snapshot(conn):
         conversation = get_conversation(conn, user_id, conversation_id)
-        messages = messages_of(conn, conversation_id)
+        rows = messages_of(conn, conversation_id)
         ids = list(dict.fromkeys(file_ids))
-        for message in messages:
+        for message in rows:
             ids += [a["id"] for a in json.loads(message["attachments"]) if a["id"] not in ids]
         existing: set[str] = set()
         if ids:
@@ -197,7 +283,8 @@ def load_for_turn(
                     f"SELECT id FROM files WHERE user_id = ? AND id IN ({marks})", (user_id, *ids)
                 )
             }
-    return TurnInputs(conversation, messages, existing)
+    path = tree.active_path(rows, conversation["active_leaf_id"])
+    return TurnInputs(conversation, rows, path, existing)
 
 
 def save_partial(conn: sqlite3.Connection, message_id: str, content: str) -> None:

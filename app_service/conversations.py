@@ -1,4 +1,5 @@
-"""Conversation routes: create, list, rename and set up, fetch, delete, export."""
+"""Conversation routes: create, list, rename and set up, fetch, delete, export; a
+conversation's branches (message_tree.py): switch to one, delete one."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from app_service import conversation_store as store
+from app_service import message_tree
 from app_service.accounts import current_user, login_required
 from app_service.bodies import json_body
-from app_service.db import connect, db, transaction
+from app_service.db import connect, db, snapshot, transaction
 from app_service.turn import StopReason
 from app_service.turn_registry import turn_registry
 from chatstack.errors import APIError
@@ -43,14 +45,35 @@ def recover_interrupted_messages(db_path: Path) -> int:
         conn.close()
 
 
-def conversation_with_messages(conversation_id: str) -> dict[str, Any]:
+def conversation_with_messages(conversation_id: str, *, whole_tree: bool = False) -> dict[str, Any]:
+    """The conversation and its active path (each message with its `sibling_ids`); with
+    `whole_tree`, every message of every branch and the active leaf's id (the JSON export)."""
     user = current_user()
-    conversation = store.get_conversation(db(), user["id"], conversation_id)
-    messages = store.messages_of(db(), conversation_id)
-    return {
-        **store.conversation_dict(conversation),
-        "messages": [store.message_dict(m) for m in messages],
-    }
+    with snapshot(db()) as conn:
+        conversation = store.get_conversation(conn, user["id"], conversation_id)
+        rows = store.messages_of(conn, conversation_id)
+    path = message_tree.active_path(rows, conversation["active_leaf_id"])
+    body = store.conversation_dict(conversation)
+    if whole_tree:
+        body["active_leaf_id"] = path[-1]["id"] if path else None
+    body["messages"] = store.path_dicts(rows, rows if whole_tree else path)
+    return body
+
+
+class BranchChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    message_id: str = Field(min_length=1, max_length=100)
+
+
+def refuse_while_generating(user_id: str, conversation_id: str) -> None:
+    """Branches do not change under an answer being written into one of them."""
+    if turn_registry().running(user_id, conversation_id) is not None:
+        raise APIError(
+            409,
+            "An answer is still being generated in this conversation; stop it or wait for it "
+            "to finish.",
+            code="busy",
+        )
 
 
 @bp.post("")
@@ -101,11 +124,35 @@ def delete(conversation_id: str) -> Response:
     return Response(status=204)
 
 
+@bp.put("/<conversation_id>/branch")
+@login_required
+def select_branch(conversation_id: str) -> Response:
+    """Show the branch through `message_id` (any message, e.g. a sibling from `‹ 2/3 ›`):
+    its newest continuation becomes the active leaf, for this and every later turn."""
+    choice = parse_body(json_body(), BranchChoice)
+    user_id = current_user()["id"]
+    refuse_while_generating(user_id, conversation_id)
+    store.select_branch(db(), user_id, conversation_id, choice.message_id)
+    return jsonify(conversation_with_messages(conversation_id))
+
+
+@bp.delete("/<conversation_id>/messages/<message_id>")
+@login_required
+def delete_branch(conversation_id: str, message_id: str) -> Response:
+    """Delete a message and everything below it; the conversation shows a sibling's branch,
+    or the parent, if the active one went."""
+    user_id = current_user()["id"]
+    refuse_while_generating(user_id, conversation_id)
+    store.delete_branch(db(), user_id, conversation_id, message_id)
+    return jsonify(conversation_with_messages(conversation_id))
+
+
 @bp.get("/<conversation_id>/export")
 @login_required
 def export(conversation_id: str) -> Response:
-    conversation = conversation_with_messages(conversation_id)
     fmt = request.args.get("format", "md")
+    # Markdown is the transcript shown (the active path); JSON keeps every branch.
+    conversation = conversation_with_messages(conversation_id, whole_tree=fmt == "json")
     if fmt == "json":
         body, mimetype, ext = (
             json.dumps(conversation, indent=2, ensure_ascii=False),

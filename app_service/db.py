@@ -94,6 +94,24 @@ MIGRATIONS: list[str] = [
     ALTER TABLE files ADD COLUMN chars INTEGER;
     UPDATE files SET chars = length(text);
     """,
+    # Conversations become trees (message_tree.py): each message's parent, and the leaf the
+    # conversation shows. The flat conversations so far become one branch each, in order.
+    # No foreign key on parent_id: a branch is deleted as a whole by the store, and SQLite's
+    # cascades would recurse once per message of a long conversation.
+    """
+    ALTER TABLE messages ADD COLUMN parent_id TEXT;
+    ALTER TABLE conversations ADD COLUMN active_leaf_id TEXT;
+    UPDATE messages SET parent_id = (
+        SELECT before.id FROM messages AS before
+        WHERE before.conversation_id = messages.conversation_id AND before.seq < messages.seq
+        ORDER BY before.seq DESC LIMIT 1
+    );
+    UPDATE conversations SET active_leaf_id = (
+        SELECT id FROM messages WHERE conversation_id = conversations.id
+        ORDER BY seq DESC LIMIT 1
+    );
+    CREATE INDEX messages_parent ON messages(conversation_id, parent_id, seq);
+    """,
 ]
 
 

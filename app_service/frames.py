@@ -37,6 +37,18 @@ class SendFrame(ClientFrame):
     settings: TurnSettings | None = None
 
 
+class EditFrame(ClientFrame):
+    """An earlier question asked again with new text: a sibling of `message_id` and a new
+    answer below it; the original and its answers stay, one `‹ ›` away."""
+
+    type: Literal["edit"]
+    conversation_id: str = Field(max_length=100)
+    message_id: str = Field(max_length=100)
+    content: str = Field(min_length=1, max_length=100_000)
+    file_ids: list[str] = Field(default_factory=list, max_length=20)
+    settings: TurnSettings | None = None
+
+
 class RegenerateFrame(ClientFrame):
     type: Literal["regenerate"]
     conversation_id: str = Field(max_length=100)
@@ -64,10 +76,11 @@ class PingFrame(ClientFrame):
     conversation_id: str | None = Field(None, max_length=100)  # accepted and ignored
 
 
-TurnFrame = SendFrame | RegenerateFrame | ContinueFrame
+TurnFrame = SendFrame | EditFrame | RegenerateFrame | ContinueFrame
 
 CLIENT_FRAMES: dict[str, type[ClientFrame]] = {
     "send": SendFrame,
+    "edit": EditFrame,
     "regenerate": RegenerateFrame,
     "continue": ContinueFrame,
     "stop": StopFrame,
@@ -134,6 +147,8 @@ class Message(BaseModel):
 
     id: str
     conversation_id: str
+    parent_id: str | None
+    sibling_ids: list[str]  # its own among them, oldest first
     role: Literal["user", "assistant"]
     content: str
     status: Literal["complete", "streaming", "stopped", "failed"]

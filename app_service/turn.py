@@ -48,13 +48,15 @@ class StopReason(StrEnum):
 
 @dataclass
 class TurnRequest:
-    """What the client asked for: a new message, a new answer, or more of the last one."""
+    """What the client asked for: a new message, an edited one (a sibling of `message_id`),
+    a new answer, or more of the last one."""
 
-    kind: str  # "send" | "regenerate" | "continue"
+    kind: str  # "send" | "edit" | "regenerate" | "continue"
     conversation_id: str
     content: str = ""
     file_ids: list[str] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
+    message_id: str | None = None  # an edit's question
 
 
 Publish = Callable[[dict[str, Any]], None]

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from app_service import message_tree
 from app_service.context import HistoryTurn
 from app_service.limits import check_max_tokens
 from app_service.settings import Settings
@@ -82,8 +83,29 @@ def continue_target(messages: list[sqlite3.Row]) -> tuple[sqlite3.Row, sqlite3.R
     return messages[-2], answer
 
 
+def edit_parent_path(tree: list[sqlite3.Row], message_id: str) -> list[sqlite3.Row]:
+    """An edit of `message_id`, a question anywhere in the conversation: the path down to its
+    parent, below which the edited question goes as its sibling."""
+    edited = next((m for m in tree if m["id"] == message_id), None)
+    if edited is None:
+        raise APIError(
+            404,
+            "No such message in this conversation.",
+            param="message_id",
+            code="message_not_found",
+        )
+    if edited["role"] != "user":
+        raise APIError(
+            400,
+            "Only your own messages can be edited; regenerate an answer instead.",
+            param="message_id",
+            code="not_editable",
+        )
+    return message_tree.path_to(tree, edited["parent_id"])
+
+
 def history(messages: list[sqlite3.Row], question_id: str) -> list[HistoryTurn]:
-    """The turns before the question, without failed or empty answers."""
+    """The turns before the question on its path, without failed or empty answers."""
     turns = []
     for message in messages:
         if message["id"] == question_id:
@@ -101,7 +123,7 @@ def context_file_ids(
     """The files in context, that exist, in the order they were first attached to the
     conversation (oldest first; the question's own, when new, last): a file attached later
     appends to the prompt's documents and leaves the earlier ones, a cached prefix, as they
-    were. `messages` are the conversation's stored messages, in order."""
+    were. `messages` are the turn's path (another branch's files are not in context)."""
     ids: list[str] = []
     for message in messages:
         for attachment in json.loads(message["attachments"]):

@@ -27,6 +27,7 @@ from app_service.accounts import current_user, session_token, token_hash
 from app_service.frames import (
     ClientFrame,
     ContinueFrame,
+    EditFrame,
     PingFrame,
     RegenerateFrame,
     ResumeFrame,
@@ -165,7 +166,7 @@ class ChatSocket:
         elif isinstance(frame, ResumeFrame):
             if not self.registry.resume(self.user_id, frame.conversation_id, self.deliver):
                 self.deliver(frames.Idle(conversation_id=frame.conversation_id).wire())
-        elif isinstance(frame, SendFrame | RegenerateFrame | ContinueFrame):
+        elif isinstance(frame, SendFrame | EditFrame | RegenerateFrame | ContinueFrame):
             self.start(frame)
 
     def start(self, frame: TurnFrame) -> None:
@@ -173,6 +174,15 @@ class ChatSocket:
         if isinstance(frame, SendFrame):
             request_ = TurnRequest(
                 "send", frame.conversation_id, frame.content, frame.file_ids, overrides
+            )
+        elif isinstance(frame, EditFrame):
+            request_ = TurnRequest(
+                "edit",
+                frame.conversation_id,
+                frame.content,
+                frame.file_ids,
+                overrides,
+                message_id=frame.message_id,
             )
         else:
             request_ = TurnRequest(frame.type, frame.conversation_id, overrides=overrides)

@@ -17,6 +17,8 @@ from chatstack.errors import APIError
 MESSAGE = {
     "id": "msg_1",
     "conversation_id": "conv_1",
+    "parent_id": "msg_0",
+    "sibling_ids": ["msg_1"],
     "role": "assistant",
     "content": "",
     "status": "streaming",

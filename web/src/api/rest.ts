@@ -106,6 +106,19 @@ export const patchConversation = (id: string, patch: ConversationPatch) =>
 export const deleteConversation = (id: string) =>
   request<void>('DELETE', `/api/conversations/${encodeURIComponent(id)}`);
 
+/** Show the branch through `messageId` (a sibling from `‹ 2/3 ›`); the server remembers it. */
+export const selectBranch = (id: string, messageId: string) =>
+  request<ConversationWithMessages>('PUT', `/api/conversations/${encodeURIComponent(id)}/branch`, {
+    message_id: messageId,
+  });
+
+/** Delete a message and everything below it; the answer is the conversation as now shown. */
+export const deleteBranch = (id: string, messageId: string) =>
+  request<ConversationWithMessages>(
+    'DELETE',
+    `/api/conversations/${encodeURIComponent(id)}/messages/${encodeURIComponent(messageId)}`,
+  );
+
 /** Where the browser downloads a transcript from (the server sends Content-Disposition). */
 export const exportUrl = (id: string, format: 'md' | 'json') =>
   `/api/conversations/${encodeURIComponent(id)}/export?format=${format}`;

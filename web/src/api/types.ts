@@ -38,6 +38,10 @@ export interface Source {
 export interface Message {
   id: string;
   conversation_id: string;
+  /** The message it follows (null: the first); a conversation is a tree of branches. */
+  parent_id: string | null;
+  /** Its own id and its siblings' (same parent), oldest first: `‹ 2/3 ›` when more than one. */
+  sibling_ids: string[];
   role: 'user' | 'assistant';
   content: string;
   status: MessageStatus;
@@ -122,12 +126,20 @@ export type ServerFrame =
       discarded_message_id?: string;
     };
 
-/** Per-turn overrides of the conversation's settings (`settings` on send, regenerate, continue). */
+/** Per-turn overrides of the conversation's settings (`settings` on send, edit, regenerate, continue). */
 export type TurnSettings = Partial<ConversationSettings>;
 
 /** Frames the browser sends over /ws. */
 export type ClientFrame =
   | { type: 'send'; conversation_id: string; content: string; file_ids?: string[]; settings?: TurnSettings }
+  | {
+      type: 'edit';
+      conversation_id: string;
+      message_id: string;
+      content: string;
+      file_ids?: string[];
+      settings?: TurnSettings;
+    }
   | { type: 'regenerate'; conversation_id: string; settings?: TurnSettings }
   | { type: 'continue'; conversation_id: string; settings?: TurnSettings }
   | { type: 'stop'; conversation_id?: string }

@@ -122,6 +122,9 @@ export function ChatView({ onToggleSidebar }: { onToggleSidebar: () => void }) {
           busy={generating}
           onRegenerate={chat.regenerate}
           onContinue={chat.continueAnswer}
+          onSwitchBranch={(id) => void chat.switchBranch(id)}
+          onDeleteBranch={(id) => void chat.deleteBranch(id)}
+          onEdit={chat.edit}
         />
       )}
 

@@ -2,22 +2,11 @@ import { render, screen } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { describe, expect, it, vi } from 'vitest';
 import type { Message } from '../api/types';
+import { msg } from '../test/fixtures';
 import { canContinue, groupSources, MessageItem } from './MessageItem';
 import { MessageList } from './MessageList';
 
-const base: Message = {
-  id: 'msg_1',
-  conversation_id: 'conv_a',
-  role: 'assistant',
-  content: 'Partial',
-  status: 'complete',
-  attachments: [],
-  sources: [],
-  usage: null,
-  finish_reason: null,
-  error: null,
-  created_at: 1,
-};
+const base: Message = msg({ id: 'msg_1', content: 'Partial' });
 
 describe('MessageItem', () => {
   it('marks a failed answer with its error', () => {
@@ -43,6 +32,52 @@ describe('MessageItem', () => {
     );
     expect(screen.getByTestId('message-content')).toHaveTextContent('<b>hi</b>');
     expect(screen.getByTestId('message-attachments')).toHaveTextContent('<x>.txt');
+  });
+
+  it('pages through the versions of an answer and deletes one only once confirmed', async () => {
+    const onSwitch = vi.fn();
+    const onDelete = vi.fn();
+    const answer = { ...base, id: 'b', sibling_ids: ['a', 'b', 'c'] };
+    render(
+      <MessageItem message={answer} canRegenerate={false} onRegenerate={vi.fn()} canBranch onSwitchBranch={onSwitch} onDeleteBranch={onDelete} />,
+    );
+    expect(screen.getByTestId('branch-position')).toHaveTextContent('2/3');
+    await userEvent.click(screen.getByTestId('branch-prev'));
+    await userEvent.click(screen.getByTestId('branch-next'));
+    expect(onSwitch.mock.calls).toEqual([['a'], ['c']]);
+    await userEvent.click(screen.getByTestId('branch-delete'));
+    expect(onDelete).not.toHaveBeenCalled();
+    await userEvent.click(screen.getByRole('button', { name: 'Cancel' }));
+    expect(onDelete).not.toHaveBeenCalled();
+    await userEvent.click(screen.getByTestId('branch-delete'));
+    await userEvent.click(screen.getByTestId('confirm-delete'));
+    expect(onDelete).toHaveBeenCalledWith('b');
+  });
+
+  it('shows no pager for a message without siblings, and none that works while busy', () => {
+    const { rerender } = render(<MessageItem message={base} canRegenerate={false} onRegenerate={vi.fn()} onSwitchBranch={vi.fn()} />);
+    expect(screen.queryByTestId('branch-switcher')).toBeNull();
+    rerender(
+      <MessageItem message={{ ...base, sibling_ids: ['msg_1', 'x'] }} canRegenerate={false} onRegenerate={vi.fn()} onSwitchBranch={vi.fn()} />,
+    );
+    expect(screen.getByTestId('branch-prev')).toBeDisabled();
+    expect(screen.getByTestId('branch-next')).toBeDisabled();
+  });
+
+  it('edits a question in place: Enter saves it as a new branch, Escape cancels', async () => {
+    const onEdit = vi.fn(() => true);
+    const question = { ...base, role: 'user' as const, parent_id: null, content: 'Old text' };
+    render(<MessageItem message={question} canRegenerate={false} onRegenerate={vi.fn()} canBranch onEdit={onEdit} />);
+    await userEvent.click(screen.getByTestId('edit-message'));
+    await userEvent.keyboard('{Escape}');
+    expect(screen.queryByTestId('edit-input')).toBeNull();
+    expect(onEdit).not.toHaveBeenCalled();
+    await userEvent.click(screen.getByTestId('edit-message'));
+    const input = screen.getByTestId('edit-input');
+    await userEvent.clear(input);
+    await userEvent.type(input, 'New text{Enter}');
+    expect(onEdit).toHaveBeenCalledWith('msg_1', 'New text', []);
+    expect(screen.queryByTestId('edit-input')).toBeNull();
   });
 
   it('groups sources by file name', () => {

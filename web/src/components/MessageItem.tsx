@@ -1,6 +1,8 @@
-import type { Message, Source } from '../api/types';
+import { useState } from 'react';
+import type { Attachment, Message, Source } from '../api/types';
+import { ConfirmDialog } from './ConfirmDialog';
 import { CopyButton } from './CopyButton';
-import { ContinueIcon, FileIcon, RefreshIcon } from './icons';
+import { ContinueIcon, FileIcon, PencilIcon, RefreshIcon, TrashIcon } from './icons';
 import { Markdown } from './Markdown';
 import { closeOpenMarkup } from './streamingMarkdown';
 
@@ -12,6 +14,125 @@ interface Props {
   /** Show "Continue" under this answer (the last one, with nothing streaming, and `canContinue`). */
   canContinue?: boolean;
   onContinue?: () => void;
+  /** Branches may change (nothing generates in the conversation). */
+  canBranch?: boolean;
+  /** Show the sibling with this id (`‹ 2/3 ›`). */
+  onSwitchBranch?: (messageId: string) => void;
+  /** Delete this message and what follows it (asks first). */
+  onDeleteBranch?: (messageId: string) => void;
+  /** Ask this question again with new text (a new branch); false when it was not sent. */
+  onEdit?: (messageId: string, content: string, attachments: Attachment[]) => boolean;
+}
+
+/** `‹ 2/3 ›` between a message's versions, and a delete for the one shown. */
+function BranchSwitcher({
+  message,
+  disabled,
+  onSwitch,
+  onDelete,
+}: {
+  message: Message;
+  disabled: boolean;
+  onSwitch: (id: string) => void;
+  onDelete?: (id: string) => void;
+}) {
+  const [confirming, setConfirming] = useState(false);
+  const ids = message.sibling_ids ?? [message.id];
+  const at = ids.indexOf(message.id);
+  if (ids.length < 2 || at < 0) return null;
+  const what = message.role === 'user' ? 'This version of your message' : 'This answer';
+  return (
+    <span className="branch-switcher" data-testid="branch-switcher">
+      <button
+        type="button"
+        className="ghost-btn small icon-only"
+        data-testid="branch-prev"
+        aria-label="Previous version"
+        title="Previous version"
+        disabled={disabled || at === 0}
+        onClick={() => onSwitch(ids[at - 1])}
+      >
+        ‹
+      </button>
+      <span className="branch-position" data-testid="branch-position" aria-label={`Version ${at + 1} of ${ids.length}`}>
+        {at + 1}/{ids.length}
+      </span>
+      <button
+        type="button"
+        className="ghost-btn small icon-only"
+        data-testid="branch-next"
+        aria-label="Next version"
+        title="Next version"
+        disabled={disabled || at === ids.length - 1}
+        onClick={() => onSwitch(ids[at + 1])}
+      >
+        ›
+      </button>
+      {onDelete ? (
+        <button
+          type="button"
+          className="ghost-btn small icon-only"
+          data-testid="branch-delete"
+          aria-label="Delete this version"
+          title="Delete this version"
+          disabled={disabled}
+          onClick={() => setConfirming(true)}
+        >
+          <TrashIcon />
+        </button>
+      ) : null}
+      {confirming && onDelete ? (
+        <ConfirmDialog
+          title="Delete this version?"
+          body={`${what} and everything that follows it will be deleted. The other versions stay. This can't be undone.`}
+          confirmLabel="Delete"
+          onCancel={() => setConfirming(false)}
+          onConfirm={() => {
+            setConfirming(false);
+            onDelete(message.id);
+          }}
+        />
+      ) : null}
+    </span>
+  );
+}
+
+/** A question edited in place: Enter saves it as a new branch, Esc cancels. */
+function EditBox({ initial, onSave, onCancel }: { initial: string; onSave: (text: string) => void; onCancel: () => void }) {
+  const [text, setText] = useState(initial);
+  const save = () => {
+    if (text.trim()) onSave(text);
+  };
+  return (
+    <div className="edit-box">
+      <textarea
+        className="edit-input"
+        data-testid="edit-input"
+        aria-label="Edit your message"
+        value={text}
+        autoFocus
+        rows={Math.min(10, Math.max(2, text.split('\n').length))}
+        onChange={(e) => setText(e.target.value)}
+        onKeyDown={(e) => {
+          if (e.key === 'Enter' && !e.shiftKey && !e.nativeEvent.isComposing) {
+            e.preventDefault();
+            save();
+          } else if (e.key === 'Escape') {
+            e.preventDefault();
+            onCancel();
+          }
+        }}
+      />
+      <div className="edit-actions">
+        <button type="button" className="ghost-btn small" data-testid="edit-cancel" onClick={onCancel}>
+          Cancel
+        </button>
+        <button type="button" className="btn primary small" data-testid="edit-save" disabled={!text.trim()} onClick={save}>
+          Save &amp; submit
+        </button>
+      </div>
+    </div>
+  );
 }
 
 /** An answer the server can go on with (docs/protocol.md, "Continue"): it has text and
@@ -33,7 +154,18 @@ export function groupSources(sources: Source[]): { name: string; whole: boolean;
   return [...byName.values()];
 }
 
-export function MessageItem({ message, canRegenerate, onRegenerate, canContinue: showContinue, onContinue }: Props) {
+export function MessageItem({
+  message,
+  canRegenerate,
+  onRegenerate,
+  canContinue: showContinue,
+  onContinue,
+  canBranch = false,
+  onSwitchBranch,
+  onDeleteBranch,
+  onEdit,
+}: Props) {
+  const [editing, setEditing] = useState(false);
   const { role, status } = message;
   const isUser = role === 'user';
   const streaming = status === 'streaming';
@@ -65,7 +197,16 @@ export function MessageItem({ message, canRegenerate, onRegenerate, canContinue:
               ))}
             </ul>
           ) : null}
-          <div className="message-content" data-testid="message-content">
+          {editing && onEdit ? (
+            <EditBox
+              initial={message.content}
+              onCancel={() => setEditing(false)}
+              onSave={(text) => {
+                if (onEdit(message.id, text, message.attachments ?? [])) setEditing(false);
+              }}
+            />
+          ) : null}
+          <div className="message-content" data-testid="message-content" hidden={editing}>
             {isUser ? (
               <p className="plain">{message.content}</p>
             ) : message.content ? (
@@ -100,8 +241,31 @@ export function MessageItem({ message, canRegenerate, onRegenerate, canContinue:
               </ul>
             </div>
           ) : null}
+          {isUser && !editing && message.id !== 'pending-user-message' ? (
+            <div className="message-actions">
+              <CopyButton className="ghost-btn small" label="Copy" getText={() => message.content} />
+              {onEdit ? (
+                <button
+                  type="button"
+                  className="ghost-btn small"
+                  data-testid="edit-message"
+                  disabled={!canBranch}
+                  onClick={() => setEditing(true)}
+                >
+                  <PencilIcon />
+                  <span>Edit</span>
+                </button>
+              ) : null}
+              {onSwitchBranch ? (
+                <BranchSwitcher message={message} disabled={!canBranch} onSwitch={onSwitchBranch} onDelete={onDeleteBranch} />
+              ) : null}
+            </div>
+          ) : null}
           {!isUser && !streaming ? (
             <div className="message-actions">
+              {onSwitchBranch ? (
+                <BranchSwitcher message={message} disabled={!canBranch} onSwitch={onSwitchBranch} onDelete={onDeleteBranch} />
+              ) : null}
               {message.content ? (
                 <CopyButton className="ghost-btn small" label="Copy" getText={() => message.content} />
               ) : null}

@@ -1,5 +1,5 @@
 import { useEffect, useRef } from 'react';
-import type { Message } from '../api/types';
+import type { Attachment, Message } from '../api/types';
 import { canContinue, MessageItem } from './MessageItem';
 import { RefreshIcon } from './icons';
 
@@ -9,10 +9,22 @@ interface Props {
   busy: boolean;
   onRegenerate: () => void;
   onContinue: () => void;
+  onSwitchBranch?: (messageId: string) => void;
+  onDeleteBranch?: (messageId: string) => void;
+  onEdit?: (messageId: string, content: string, attachments: Attachment[]) => boolean;
 }
 
 /** The selected conversation's messages; keeps the newest in view while the reader is at the bottom. */
-export function MessageList({ messages, loading, busy, onRegenerate, onContinue }: Props) {
+export function MessageList({
+  messages,
+  loading,
+  busy,
+  onRegenerate,
+  onContinue,
+  onSwitchBranch,
+  onDeleteBranch,
+  onEdit,
+}: Props) {
   const ref = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
 
@@ -47,6 +59,10 @@ export function MessageList({ messages, loading, busy, onRegenerate, onContinue 
             onRegenerate={onRegenerate}
             canContinue={lastAnswer && canContinue(m)}
             onContinue={onContinue}
+            canBranch={!busy}
+            onSwitchBranch={onSwitchBranch}
+            onDeleteBranch={onDeleteBranch}
+            onEdit={onEdit}
           />
         );
       })}

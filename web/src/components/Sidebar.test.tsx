@@ -1,19 +1,10 @@
 import { render, screen, within } from '@testing-library/react';
 import { describe, expect, it } from 'vitest';
-import type { Conversation, User } from '../api/types';
+import type { User } from '../api/types';
+import { conv as fixtureConv } from '../test/fixtures';
 import { Sidebar } from './Sidebar';
 
-const conv = (id: string, title: string): Conversation => ({
-  id,
-  title,
-  model: '',
-  system_prompt: '',
-  temperature: null,
-  top_p: null,
-  max_tokens: null,
-  created_at: 1,
-  updated_at: 1,
-});
+const conv = (id: string, title: string) => fixtureConv(id, 1, title);
 
 const user: User = { id: 'usr_1', username: 'ada', is_admin: false, created_at: 1 };
 

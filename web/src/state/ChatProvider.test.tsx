@@ -1,6 +1,7 @@
 import { act, render } from '@testing-library/react';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { ClientFrame, Conversation, ConversationWithMessages, Message, ServerFrame } from '../api/types';
+import type { ClientFrame, ConversationWithMessages, Message, ServerFrame } from '../api/types';
+import { conv, msg as message } from '../test/fixtures';
 import { ChatProvider, useChat, type ChatValue } from './ChatProvider';
 
 vi.mock('../api/rest', async (importOriginal) => {
@@ -44,32 +45,9 @@ class FakeWebSocket {
   }
 }
 
-const conv = (id: string): Conversation => ({
-  id,
-  title: id,
-  model: '',
-  system_prompt: '',
-  temperature: null,
-  top_p: null,
-  max_tokens: null,
-  created_at: 1,
-  updated_at: 1,
-});
 
-const msg = (over: Partial<Message>): Message => ({
-  id: 'msg_a',
-  conversation_id: 'conv_a',
-  role: 'assistant',
-  content: '',
-  status: 'complete',
-  attachments: [],
-  sources: [],
-  usage: null,
-  finish_reason: null,
-  error: null,
-  created_at: 1,
-  ...over,
-});
+
+const msg = (over: Partial<Message>): Message => message({ id: 'msg_a', ...over });
 
 const stored = (messages: Message[]): ConversationWithMessages => ({ ...conv('conv_a'), messages });
 

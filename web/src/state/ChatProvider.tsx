@@ -2,7 +2,13 @@
 import { createContext, useCallback, useContext, useEffect, useMemo, useReducer, useRef, useState, type ReactNode } from 'react';
 import * as rest from '../api/rest';
 import { ChatSocket, CLOSE_SESSION_ENDED, defaultSocketUrl, type SocketStatus } from '../api/socket';
-import type { Attachment, Conversation, ConversationSettings, ServerFrame } from '../api/types';
+import type {
+  Attachment,
+  Conversation,
+  ConversationSettings,
+  ConversationWithMessages,
+  ServerFrame,
+} from '../api/types';
 import { chatReducer, initialChatState, nextToastId, type ChatState, type Turn } from './chatReducer';
 
 export interface ChatActions {
@@ -13,6 +19,12 @@ export interface ChatActions {
   /** Stop the open conversation's answer. */
   stop: () => void;
   regenerate: () => void;
+  /** Ask an earlier question of the open conversation again, with new text: a new branch. */
+  edit: (messageId: string, content: string, attachments: Attachment[]) => boolean;
+  /** Show another branch of the open conversation (a sibling's id). */
+  switchBranch: (messageId: string) => Promise<void>;
+  /** Delete a message of the open conversation and everything below it. */
+  deleteBranch: (messageId: string) => Promise<void>;
   /** Go on with the open conversation's last answer where it ended. */
   continueAnswer: () => void;
   rename: (id: string, title: string) => Promise<boolean>;
@@ -101,6 +113,8 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
   // Conversations asked with `resume` because their last message was still `streaming`
   // when loaded: an `idle` answer means it ended meanwhile, so fetch it once more.
   const refetchOnIdle = useRef(new Set<string>());
+  // Conversations with an edit on the way: an `error` before its answer starts means fetch.
+  const refetchOnError = useRef(new Set<string>());
 
   // The socket lives as long as the signed-in app.
   useEffect(() => {
@@ -115,6 +129,13 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
           const id = stateRef.current.currentId;
           if (id) void loadConversation(id);
         }
+        // A refused edit took its branch out of view: show the conversation as stored.
+        if (frame.type === 'error' && frame.conversation_id && refetchOnError.current.delete(frame.conversation_id)) {
+          if (frame.conversation_id === stateRef.current.currentId && !frame.message) {
+            void loadConversation(frame.conversation_id);
+          }
+        }
+        if (frame.type === 'start' || frame.type === 'done') refetchOnError.current.delete(frame.conversation_id);
         if (frame.type === 'idle' && refetchOnIdle.current.delete(frame.conversation_id)) {
           if (frame.conversation_id === stateRef.current.currentId) void loadConversation(frame.conversation_id);
         }
@@ -319,6 +340,58 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
     [notify],
   );
   const regenerate = useCallback(() => startTurn('regenerate'), [startTurn]);
+
+  const edit = useCallback(
+    (messageId: string, content: string, attachments: Attachment[]) => {
+      const id = stateRef.current.currentId;
+      if (!id) return false;
+      if (stateRef.current.turns[id]) {
+        notify('Wait for the current answer to finish, or stop it.');
+        return false;
+      }
+      const frame = {
+        type: 'edit' as const,
+        conversation_id: id,
+        message_id: messageId,
+        content,
+        ...(attachments.length ? { file_ids: attachments.map((a) => a.id) } : {}),
+      };
+      if (!socketRef.current?.send(frame)) {
+        notify('Not connected to the server. Try again in a moment.');
+        return false;
+      }
+      refetchOnError.current.add(id);
+      dispatch({ type: 'turn/edit', conversationId: id, messageId, content, attachments });
+      return true;
+    },
+    [notify],
+  );
+
+  /** A branch change through REST: the server answers with the path it now shows. */
+  const changeBranch = useCallback(
+    async (call: (id: string) => Promise<ConversationWithMessages>) => {
+      const id = stateRef.current.currentId;
+      if (!id) return;
+      if (stateRef.current.turns[id]) {
+        notify('Wait for the current answer to finish, or stop it.');
+        return;
+      }
+      try {
+        dispatch({ type: 'conversation/loaded', conversation: await call(id) });
+      } catch (e) {
+        fail(e);
+      }
+    },
+    [fail, notify],
+  );
+  const switchBranch = useCallback(
+    (messageId: string) => changeBranch((id) => rest.selectBranch(id, messageId)),
+    [changeBranch],
+  );
+  const deleteBranch = useCallback(
+    (messageId: string) => changeBranch((id) => rest.deleteBranch(id, messageId)),
+    [changeBranch],
+  );
   const continueAnswer = useCallback(() => startTurn('continue'), [startTurn]);
 
   const remove = useCallback(
@@ -373,6 +446,9 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
       send,
       stop,
       regenerate,
+      edit,
+      switchBranch,
+      deleteBranch,
       continueAnswer,
       rename,
       remove,
@@ -393,6 +469,9 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
       send,
       stop,
       regenerate,
+      edit,
+      switchBranch,
+      deleteBranch,
       continueAnswer,
       rename,
       remove,

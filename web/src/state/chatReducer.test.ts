@@ -1,33 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import type { Conversation, Message, ServerFrame } from '../api/types';
+import type { ServerFrame } from '../api/types';
+import { conv, msg } from '../test/fixtures';
 import { chatReducer, initialChatState, PENDING_ID, type ChatState } from './chatReducer';
 
-const conv = (id: string, updated_at: number, title = id): Conversation => ({
-  id,
-  title,
-  model: '',
-  system_prompt: '',
-  temperature: null,
-  top_p: null,
-  max_tokens: null,
-  created_at: 1,
-  updated_at,
-});
 
-const msg = (over: Partial<Message>): Message => ({
-  id: 'msg_1',
-  conversation_id: 'conv_a',
-  role: 'assistant',
-  content: '',
-  status: 'complete',
-  attachments: [],
-  sources: [],
-  usage: null,
-  finish_reason: null,
-  error: null,
-  created_at: 1,
-  ...over,
-});
 
 function opened(): ChatState {
   let s = chatReducer(initialChatState, { type: 'conversations/loaded', conversations: [conv('conv_b', 5), conv('conv_a', 10)] });
@@ -255,7 +231,7 @@ describe('chatReducer', () => {
     expect(answerOf(s, 'msg_b')?.content).toBe('Live text!');
   });
 
-  it("leaves out a regenerate's previous answer from a copy loaded before the new one's text", () => {
+  it('lays the live text over the stored path of a regenerate (the previous answer is a sibling)', () => {
     let s = frame(opened(), { type: 'start', conversation_id: 'conv_a', message: msg({ id: 'msg_new', status: 'streaming' }), request_id: 'r.2' });
     s = frame(s, delta(1, 'New', 'conv_a', 'msg_new'));
     s = chatReducer(s, {
@@ -264,8 +240,7 @@ describe('chatReducer', () => {
         ...conv('conv_a', 10),
         messages: [
           msg({ id: 'msg_u', role: 'user' }),
-          msg({ id: 'msg_old', content: 'Old answer.' }),
-          msg({ id: 'msg_new', status: 'streaming' }),
+          msg({ id: 'msg_new', status: 'streaming', sibling_ids: ['msg_old', 'msg_new'] }),
         ],
       },
     });
@@ -273,6 +248,44 @@ describe('chatReducer', () => {
       ['msg_u', ''],
       ['msg_new', 'New'],
     ]);
+    expect(s.messages[1].sibling_ids).toEqual(['msg_old', 'msg_new']);
+  });
+
+  it('shows an edited question in place of the old one and what followed it, then its answer', () => {
+    let s = chatReducer(initialChatState, { type: 'conversations/loaded', conversations: [conv('conv_a', 10)] });
+    s = chatReducer(s, { type: 'conversation/select', id: 'conv_a' });
+    s = chatReducer(s, {
+      type: 'conversation/loaded',
+      conversation: {
+        ...conv('conv_a', 10),
+        messages: [
+          msg({ id: 'msg_u', role: 'user', content: 'One' }),
+          msg({ id: 'msg_a', content: 'Answer one' }),
+          msg({ id: 'msg_u2', role: 'user', parent_id: 'msg_a', content: 'Two' }),
+          msg({ id: 'msg_a2', parent_id: 'msg_u2', content: 'Answer two' }),
+        ],
+      },
+    });
+    s = chatReducer(s, { type: 'turn/edit', conversationId: 'conv_a', messageId: 'msg_u2', content: 'Deux', attachments: [] });
+    expect(s.messages.map((m) => [m.id, m.content])).toEqual([
+      ['msg_u', 'One'],
+      ['msg_a', 'Answer one'],
+      [PENDING_ID, 'Deux'],
+    ]);
+    expect(s.messages[2].parent_id).toBe('msg_a');
+    expect(s.turns.conv_a).toBeTruthy();
+    const edited = msg({ id: 'msg_u3', role: 'user', parent_id: 'msg_a', content: 'Deux', sibling_ids: ['msg_u2', 'msg_u3'] });
+    s = frame(s, { type: 'user_message', conversation_id: 'conv_a', message: edited, conversation: conv('conv_a', 20), request_id: 'r.3' });
+    s = frame(s, { type: 'start', conversation_id: 'conv_a', message: msg({ id: 'msg_a3', parent_id: 'msg_u3', status: 'streaming' }), request_id: 'r.3' });
+    expect(s.messages.map((m) => m.id)).toEqual(['msg_u', 'msg_a', 'msg_u3', 'msg_a3']);
+    expect(s.messages[2].sibling_ids).toEqual(['msg_u2', 'msg_u3']);
+  });
+
+  it("opens the branch another tab's edit of the first question starts", () => {
+    let s = opened();
+    const root = msg({ id: 'msg_u9', role: 'user', parent_id: null, content: 'Again', sibling_ids: ['msg_u', 'msg_u9'] });
+    s = frame(s, { type: 'user_message', conversation_id: 'conv_a', message: root, conversation: conv('conv_a', 30), request_id: 'x.1' });
+    expect(s.messages.map((m) => m.id)).toEqual(['msg_u9']);
   });
 
   it('lets a delta that arrives while the conversation loads wait for the overlay', () => {

@@ -53,6 +53,7 @@ export type ChatAction =
   | { type: 'conversation/upsert'; conversation: Conversation }
   | { type: 'conversation/remove'; id: string }
   | { type: 'turn/send'; conversationId: string; content: string; attachments: Attachment[] }
+  | { type: 'turn/edit'; conversationId: string; messageId: string; content: string; attachments: Attachment[] }
   | { type: 'turn/regenerate'; conversationId: string }
   | { type: 'turn/continue'; conversationId: string }
   | { type: 'turn/stop'; conversationId: string }
@@ -95,13 +96,22 @@ function putMessage(messages: Message[], msg: Message, replaceId?: string): Mess
   return next;
 }
 
-/** Put an answer in place: over the message with its id, else over the last answer (a
- * regenerate's new answer replaces the previous one), else after the last message. */
-function placeAnswer(messages: Message[], msg: Message): Message[] {
+/** Put a message on the path shown: over the message with its id, else right below its
+ * parent, in place of what followed it there (a regenerate's new answer, an edit's new
+ * question and another tab's branch all open their branch), else at the end. */
+export function placeOnPath(messages: Message[], msg: Message): Message[] {
   if (messages.some((m) => m.id === msg.id)) return putMessage(messages, msg);
-  const last = messages[messages.length - 1];
-  if (last?.role === 'assistant') return putMessage(messages, msg, last.id);
-  return [...messages, msg];
+  if (msg.parent_id === null) return [msg];
+  const parent = messages.findIndex((m) => m.id === msg.parent_id);
+  if (parent < 0) return [...messages, msg];
+  return [...messages.slice(0, parent + 1), msg];
+}
+
+/** The shown path cut where `messageId` is: an edit's new question goes in its place. */
+function pathBefore(messages: Message[], messageId: string): { kept: Message[]; parentId: string | null } {
+  const i = messages.findIndex((m) => m.id === messageId);
+  if (i < 0) return { kept: messages, parentId: messages[messages.length - 1]?.id ?? null };
+  return { kept: messages.slice(0, i), parentId: messages[i].parent_id };
 }
 
 /** This tab's message shown while its `send` is on the way, taken back when it is refused. */
@@ -112,10 +122,17 @@ function withoutPending(messages: Message[]): Message[] {
 /** A failed answer shows its error in its badge; why a continue was refused does not. */
 const TOAST_EVEN_WITH_FAILED_MESSAGE = new Set(['nothing_to_continue', 'continue_unsupported']);
 
-function localUserMessage(conversationId: string, content: string, attachments: Attachment[]): Message {
+function localUserMessage(
+  conversationId: string,
+  content: string,
+  attachments: Attachment[],
+  parentId: string | null,
+): Message {
   return {
     id: PENDING_ID,
     conversation_id: conversationId,
+    parent_id: parentId,
+    sibling_ids: [PENDING_ID],
     role: 'user',
     content,
     status: 'complete',
@@ -139,8 +156,9 @@ function applyFrame(state: ChatState, frame: ServerFrame): ChatState {
       const conversations = upsertConversation(state.conversations, frame.conversation);
       const turns = withTurn(state.turns, cid, userMessageTurn(state.turns[cid], frame.request_id));
       if (!isCurrent(cid)) return { ...state, conversations, turns };
-      // This tab's own message replaces the one shown while sending; another tab's is appended.
-      const messages = putMessage(state.messages, frame.message, PENDING_ID);
+      // This tab's own message replaces the one shown while sending; another tab's goes below
+      // its parent (an edit from there opens its branch here too).
+      const messages = placeOnPath(withoutPending(state.messages), frame.message);
       return { ...state, conversations, turns, messages, current: withoutMessages(frame.conversation) };
     }
     case 'start':
@@ -149,7 +167,7 @@ function applyFrame(state: ChatState, frame: ServerFrame): ChatState {
       const seq = frame.type === 'resume' ? frame.seq : 0;
       const turns = withTurn(state.turns, cid, announcedTurn(state.turns[cid], frame.message, seq, frame.request_id));
       const messages =
-        frame.message && isCurrent(cid) ? placeAnswer(state.messages, frame.message) : state.messages;
+        frame.message && isCurrent(cid) ? placeOnPath(state.messages, frame.message) : state.messages;
       return { ...state, turns, messages };
     }
     case 'delta': {
@@ -173,7 +191,7 @@ function applyFrame(state: ChatState, frame: ServerFrame): ChatState {
       const cid = frame.conversation_id;
       const message: Message = { ...frame.message, sources: frame.sources ?? frame.message.sources ?? [] };
       const kept = withoutDiscarded(state.messages, frame.discarded_message_id);
-      const messages = isCurrent(cid) ? placeAnswer(kept, message) : kept;
+      const messages = isCurrent(cid) ? placeOnPath(kept, message) : kept;
       const conversations = touchConversation(state.conversations, cid, Date.now() / 1000);
       return { ...state, messages, turns: withoutTurn(state.turns, cid), conversations };
     }
@@ -195,7 +213,7 @@ function applyFrame(state: ChatState, frame: ServerFrame): ChatState {
         return { ...state, toasts, messages: pendingHere ? withoutPending(state.messages) : state.messages };
       }
       let messages = withoutDiscarded(state.messages, frame.discarded_message_id);
-      if (frame.message && isCurrent(frame.message.conversation_id)) messages = placeAnswer(messages, frame.message);
+      if (frame.message && isCurrent(frame.message.conversation_id)) messages = placeOnPath(messages, frame.message);
       // The user message never got stored: take back the one shown while waiting.
       if (pendingHere) messages = withoutPending(messages);
       return { ...state, messages, toasts, turns: cid ? withoutTurn(state.turns, cid) : withoutRequested(state.turns) };
@@ -255,9 +273,21 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
     }
     case 'turn/send': {
       const cid = action.conversationId;
+      const parentId = state.messages[state.messages.length - 1]?.id ?? null;
       const messages = isSame(state.currentId, cid)
-        ? [...state.messages, localUserMessage(cid, action.content, action.attachments)]
+        ? [...state.messages, localUserMessage(cid, action.content, action.attachments, parentId)]
         : state.messages;
+      return { ...state, messages, turns: withTurn(state.turns, cid, requestedTurn(state.turns[cid])) };
+    }
+    case 'turn/edit': {
+      // The edited question shows in place of the old one (and what followed it) until the
+      // server stores it; a refusal takes it back and the conversation is fetched again.
+      const cid = action.conversationId;
+      let messages = state.messages;
+      if (isSame(state.currentId, cid)) {
+        const { kept, parentId } = pathBefore(state.messages, action.messageId);
+        messages = [...kept, localUserMessage(cid, action.content, action.attachments, parentId)];
+      }
       return { ...state, messages, turns: withTurn(state.turns, cid, requestedTurn(state.turns[cid])) };
     }
     // The answer shown stays until the new one starts (a `busy` or a refusal keeps it).

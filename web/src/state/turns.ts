@@ -81,17 +81,15 @@ export function applyDelta(turn: Turn | undefined, messageId: string, seq: numbe
 }
 
 /** The stored copy of a conversation (saved about once a second) with the live text of its
- * answer in progress laid over it. A regenerate's previous answer, stored until the new one's
- * first text, is left out: the new one replaces it. */
+ * answer in progress laid over it. (A regenerate's previous answer is a sibling, on a branch
+ * the stored path does not show.) */
 export function overlayTurn(messages: Message[], turn: Turn | undefined): Message[] {
   if (!turn?.messageId) return messages;
   const i = messages.findIndex((m) => m.id === turn.messageId);
   if (i < 0) return messages;
   const live = messages[i];
+  if (turn.gap || live.content.length > turn.content.length) return messages;
   const next = messages.slice();
-  if (!turn.gap && live.content.length <= turn.content.length) {
-    next[i] = { ...live, content: turn.content, status: 'streaming' };
-  }
-  if (i === messages.length - 1 && i > 0 && messages[i - 1].role === 'assistant') next.splice(i - 1, 1);
+  next[i] = { ...live, content: turn.content, status: 'streaming' };
   return next;
 }

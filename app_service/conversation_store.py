@@ -13,6 +13,7 @@ from typing import Any
 
 from app_service import message_tree as tree
 from app_service.db import new_id, now, snapshot, transaction
+from app_service.search import search_messages
 from chatstack.errors import APIError
 
 DEFAULT_TITLE = "New chat"
@@ -100,6 +101,28 @@ def list_conversations(
         "ORDER BY updated_at DESC LIMIT ?",
         (user_id, pattern, limit),
     ).fetchall()
+
+
+def search_conversations(
+    conn: sqlite3.Connection, user_id: str, query: str, limit: int = 200
+) -> list[dict[str, Any]]:
+    """The sidebar's search: conversations whose title contains `query` or whose messages
+    match it (search.py), newest first, each with `match` — its best message hit, or null
+    when only the title matched."""
+    with snapshot(conn):
+        by_title = list_conversations(conn, user_id, query, limit)
+        hits = search_messages(conn, user_id, query, limit)
+        known = {row["id"] for row in by_title}
+        more = [cid for cid in hits if cid not in known]
+        rows = list(by_title)
+        if more:
+            marks = ",".join("?" * len(more))
+            rows += conn.execute(
+                f"SELECT * FROM conversations WHERE user_id = ? AND id IN ({marks})",
+                (user_id, *more),
+            ).fetchall()
+    rows.sort(key=lambda r: r["updated_at"], reverse=True)
+    return [{**conversation_dict(r), "match": hits.get(r["id"])} for r in rows[:limit]]
 
 
 def update_conversation(

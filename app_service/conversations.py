@@ -89,7 +89,10 @@ def create() -> tuple[Response, int]:
 @login_required
 def list_all() -> Response:
     query = request.args.get("q", "")[:200]
-    rows = store.list_conversations(db(), current_user()["id"], query)
+    user_id = current_user()["id"]
+    if query.strip():
+        return jsonify({"conversations": store.search_conversations(db(), user_id, query)})
+    rows = store.list_conversations(db(), user_id)
     return jsonify({"conversations": [store.conversation_dict(r) for r in rows]})
 
 

@@ -112,6 +112,37 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX messages_parent ON messages(conversation_id, parent_id, seq);
     """,
+    # Search in what was said (conversation_store.search_messages): an FTS5 index over the
+    # messages' text, kept by triggers, so every write path (a turn, a branch deleted, a
+    # conversation's cascade) keeps it true. An answer is indexed once it has ended, not at
+    # each of its once-a-second saves while it streams. External content (the text is not
+    # stored twice) keyed on messages' rowid: a VACUUM may renumber those, so after one the
+    # index is built again (docs/operators.md, "After a VACUUM").
+    """
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        content, content = 'messages', content_rowid = 'rowid',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    INSERT INTO messages_fts (rowid, content)
+        SELECT rowid, content FROM messages WHERE status != 'streaming';
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+    WHEN new.status != 'streaming' BEGIN
+        INSERT INTO messages_fts (rowid, content) VALUES (new.rowid, new.content);
+    END;
+    -- One trigger, two statements in this order: the old text's postings go before the new
+    -- text's come (two triggers would fire in an order SQLite does not promise).
+    CREATE TRIGGER messages_fts_update AFTER UPDATE OF content, status ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, content)
+            SELECT 'delete', old.rowid, old.content WHERE old.status != 'streaming';
+        INSERT INTO messages_fts (rowid, content)
+            SELECT new.rowid, new.content WHERE new.status != 'streaming';
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+    WHEN old.status != 'streaming' BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, content)
+            VALUES ('delete', old.rowid, old.content);
+    END;
+    """,
 ]
 
 

@@ -3,8 +3,6 @@ switch, delete, and the path a turn is built from."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from app_service import conversation_store as store
@@ -66,20 +64,6 @@ def test_a_corrupt_cycle_ends_the_walk() -> None:
 
 
 # ---- the store, on a real database -------------------------------------------------------
-
-
-@pytest.fixture
-def conn(tmp_path: Path):
-    path = tmp_path / "tree.db"
-    db.migrate(path)
-    conn = db.connect(path)
-    for user in ("u", "other"):
-        conn.execute(
-            "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, 'h', 0)",
-            (user, user),
-        )
-    yield conn
-    conn.close()
 
 
 def build(conn) -> tuple[str, dict[str, str]]:

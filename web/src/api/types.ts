@@ -20,6 +20,18 @@ export interface Conversation extends ConversationSettings {
   title: string;
   created_at: number;
   updated_at: number;
+  /** Only in search results (`GET /api/conversations?q=`): the best message that matched,
+   * or null when only the title did. */
+  match?: SearchMatch | null;
+}
+
+/** Where a search matched inside a conversation: a snippet of the message and the [start,
+ * end) offsets of the matched words in it. */
+export interface SearchMatch {
+  message_id: string;
+  role: 'user' | 'assistant';
+  snippet: string;
+  highlights: [number, number][];
 }
 
 export type MessageStatus = 'complete' | 'streaming' | 'stopped' | 'failed';

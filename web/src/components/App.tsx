@@ -68,9 +68,9 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
         keysOpen={page === 'keys'}
         statusOpen={page === 'status'}
         onSearch={chat.setSearch}
-        onSelect={(id) => {
+        onSelect={(id, focusId) => {
           setPage('chat');
-          chat.select(id);
+          chat.select(id, focusId);
           closeOnPhone();
         }}
         onNew={() => {

@@ -119,6 +119,7 @@ export function ChatView({ onToggleSidebar }: { onToggleSidebar: () => void }) {
         <MessageList
           messages={state.messages}
           loading={state.loading}
+          focusId={state.focusId}
           busy={generating}
           onRegenerate={chat.regenerate}
           onContinue={chat.continueAnswer}

@@ -20,6 +20,8 @@ interface Props {
   onSwitchBranch?: (messageId: string) => void;
   /** Delete this message and what follows it (asks first). */
   onDeleteBranch?: (messageId: string) => void;
+  /** The message a search opened the conversation at: marked. */
+  focused?: boolean;
   /** Ask this question again with new text (a new branch); false when it was not sent. */
   onEdit?: (messageId: string, content: string, attachments: Attachment[]) => boolean;
 }
@@ -164,6 +166,7 @@ export function MessageItem({
   onSwitchBranch,
   onDeleteBranch,
   onEdit,
+  focused = false,
 }: Props) {
   const [editing, setEditing] = useState(false);
   const { role, status } = message;
@@ -172,7 +175,8 @@ export function MessageItem({
   const sources = groupSources(message.sources ?? []);
   return (
     <article
-      className={`message message-${role}`}
+      className={`message message-${role}${focused ? ' focused' : ''}`}
+      data-focused={focused || undefined}
       data-testid="message"
       data-role={role}
       data-status={status}

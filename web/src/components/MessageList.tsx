@@ -6,6 +6,8 @@ import { RefreshIcon } from './icons';
 interface Props {
   messages: Message[];
   loading: boolean;
+  /** A message to bring into view and mark for a moment (a search hit). */
+  focusId?: string | null;
   busy: boolean;
   onRegenerate: () => void;
   onContinue: () => void;
@@ -18,6 +20,7 @@ interface Props {
 export function MessageList({
   messages,
   loading,
+  focusId = null,
   busy,
   onRegenerate,
   onContinue,
@@ -28,10 +31,16 @@ export function MessageList({
   const ref = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
 
+  const focused = focusId && messages.some((m) => m.id === focusId) ? focusId : null;
   useEffect(() => {
     const el = ref.current;
-    if (el && stick.current) el.scrollTop = el.scrollHeight;
-  }, [messages]);
+    if (!el) return;
+    const target = focused ? el.querySelector<HTMLElement>(`[data-id="${CSS.escape(focused)}"]`) : null;
+    if (target) {
+      stick.current = false;
+      target.scrollIntoView?.({ block: 'center' });
+    } else if (stick.current) el.scrollTop = el.scrollHeight;
+  }, [messages, focused]);
 
   const last = messages[messages.length - 1];
   const unanswered = !busy && last?.role === 'user' && last.id !== 'pending-user-message';
@@ -55,6 +64,7 @@ export function MessageList({
           <MessageItem
             key={m.id}
             message={m}
+            focused={m.id === focused}
             canRegenerate={lastAnswer}
             onRegenerate={onRegenerate}
             canContinue={lastAnswer && canContinue(m)}

@@ -1,5 +1,6 @@
 import { render, screen, within } from '@testing-library/react';
-import { describe, expect, it } from 'vitest';
+import userEvent from '@testing-library/user-event';
+import { describe, expect, it, vi } from 'vitest';
 import type { User } from '../api/types';
 import { conv as fixtureConv } from '../test/fixtures';
 import { Sidebar } from './Sidebar';
@@ -48,5 +49,43 @@ describe('Sidebar answer-in-progress mark', () => {
   it('shows no mark when nothing generates', () => {
     renderSidebar([]);
     expect(screen.queryByTestId('conversation-generating')).toBeNull();
+  });
+});
+
+describe('Sidebar search hits', () => {
+  it('shows the snippet with the matched words marked, and opens the conversation at that message', async () => {
+    const onSelect = vi.fn();
+    const hit = {
+      ...conv('conv_a', 'Fruit'),
+      match: { message_id: 'msg_9', role: 'assistant' as const, snippet: 'A kumquat is small <b>', highlights: [[2, 9]] as [number, number][] },
+    };
+    render(
+      <Sidebar
+        open
+        conversations={[hit, conv('conv_b', 'Kumquat title')]}
+        currentId={null}
+        isGenerating={() => false}
+        search="kumquat"
+        user={user}
+        theme="light"
+        keysOpen={false}
+        statusOpen={false}
+        onSearch={() => {}}
+        onSelect={onSelect}
+        onNew={() => {}}
+        onRename={async () => true}
+        onDelete={async () => true}
+        onOpenKeys={() => {}}
+        onOpenStatus={() => {}}
+        onToggleTheme={() => {}}
+        onLogout={() => {}}
+      />,
+    );
+    const snippet = within(item('conv_a')).getByTestId('conversation-snippet');
+    expect(snippet).toHaveTextContent('Answer: A kumquat is small <b>');
+    expect(within(snippet).getByText('kumquat').tagName).toBe('MARK');
+    expect(within(item('conv_b')).queryByTestId('conversation-snippet')).toBeNull();
+    await userEvent.click(within(item('conv_a')).getByRole('button', { name: /Fruit/ }));
+    expect(onSelect).toHaveBeenCalledWith('conv_a', 'msg_9');
   });
 });

@@ -1,5 +1,5 @@
 import { useRef, useState, type KeyboardEvent } from 'react';
-import type { Conversation, User } from '../api/types';
+import type { Conversation, SearchMatch, User } from '../api/types';
 import type { Theme } from '../state/theme';
 import { ConfirmDialog } from './ConfirmDialog';
 import { KeyIcon, LogoutIcon, MoonIcon, PencilIcon, PlusIcon, SearchIcon, SunIcon, TrashIcon } from './icons';
@@ -22,7 +22,8 @@ interface Props {
   keysOpen: boolean;
   statusOpen: boolean;
   onSearch: (q: string) => void;
-  onSelect: (id: string) => void;
+  /** Open a conversation; from a search hit, at the message that matched. */
+  onSelect: (id: string, focusId?: string) => void;
   onNew: () => void;
   onRename: (id: string, title: string) => Promise<boolean>;
   onDelete: (id: string) => Promise<boolean>;
@@ -31,6 +32,26 @@ interface Props {
   onOpenStatus: () => void;
   onToggleTheme: () => void;
   onLogout: () => void;
+}
+
+/** A search hit's snippet with the matched words marked (offsets from the server, so no
+ * markup is ever parsed out of message text). */
+export function Snippet({ match }: { match: SearchMatch }) {
+  const parts: { text: string; hit: boolean }[] = [];
+  let at = 0;
+  for (const [start, end] of match.highlights) {
+    if (start < at || end > match.snippet.length) continue;
+    if (start > at) parts.push({ text: match.snippet.slice(at, start), hit: false });
+    parts.push({ text: match.snippet.slice(start, end), hit: true });
+    at = end;
+  }
+  if (at < match.snippet.length) parts.push({ text: match.snippet.slice(at), hit: false });
+  return (
+    <span className="conversation-snippet" data-testid="conversation-snippet">
+      {match.role === 'assistant' ? <span className="snippet-role">Answer: </span> : null}
+      {parts.map((p, i) => (p.hit ? <mark key={i}>{p.text}</mark> : <span key={i}>{p.text}</span>))}
+    </span>
+  );
 }
 
 /** Conversations newest first, with search, new, rename and delete; the account's actions below. */
@@ -133,8 +154,14 @@ export function Sidebar(props: Props) {
                     onBlur={() => void saveRename()}
                   />
                 ) : (
-                  <button type="button" className="conversation-open" onClick={() => props.onSelect(c.id)} title={c.title}>
-                    {c.title}
+                  <button
+                    type="button"
+                    className={`conversation-open${c.match ? ' with-snippet' : ''}`}
+                    onClick={() => props.onSelect(c.id, c.match?.message_id)}
+                    title={c.title}
+                  >
+                    <span className="conversation-title">{c.title}</span>
+                    {c.match ? <Snippet match={c.match} /> : null}
                   </button>
                 )}
                 {props.isGenerating(c.id) && editing !== c.id ? (

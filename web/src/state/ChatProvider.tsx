@@ -12,7 +12,8 @@ import type {
 import { chatReducer, initialChatState, nextToastId, type ChatState, type Turn } from './chatReducer';
 
 export interface ChatActions {
-  select: (id: string | null) => void;
+  /** Open a conversation; `focusId`: a message to bring into view (on its branch). */
+  select: (id: string | null, focusId?: string) => void;
   newChat: () => Promise<void>;
   setSearch: (q: string) => void;
   send: (content: string, attachments: Attachment[]) => Promise<boolean>;
@@ -96,9 +97,11 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
   }, [fail]);
 
   const loadConversation = useCallback(
-    async (id: string) => {
+    async (id: string, switchFirst?: (c: ConversationWithMessages) => boolean) => {
       try {
-        const conversation = await rest.getConversation(id);
+        let conversation = await rest.getConversation(id);
+        const focusId = stateRef.current.focusId;
+        if (focusId && switchFirst?.(conversation)) conversation = await rest.selectBranch(id, focusId);
         dispatch({ type: 'conversation/loaded', conversation });
       } catch (e) {
         if (e instanceof rest.ApiError && e.status === 404) {
@@ -232,9 +235,13 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
   }, [state.currentId, state.loading, state.messages, state.turns, state.socketStatus]);
 
   const select = useCallback(
-    (id: string | null) => {
-      dispatch({ type: 'conversation/select', id });
-      if (id) void loadConversation(id);
+    (id: string | null, focusId?: string) => {
+      dispatch({ type: 'conversation/select', id, focusId });
+      if (!id) return;
+      // A search hit on another branch: that branch is shown (and remembered) to show it.
+      const onOtherBranch = (c: ConversationWithMessages) =>
+        !!focusId && !c.messages.some((m) => m.id === focusId) && !stateRef.current.turns[id];
+      void loadConversation(id, onOtherBranch);
     },
     [loadConversation],
   );

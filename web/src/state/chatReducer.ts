@@ -27,6 +27,8 @@ export interface ChatState {
   current: Conversation | null;
   messages: Message[];
   loading: boolean;
+  /** The message to bring into view once the open conversation shows it (a search hit). */
+  focusId: string | null;
   /** The account's answers in progress, by conversation id (any tab's). */
   turns: Turns;
   socketStatus: SocketStatus;
@@ -39,6 +41,7 @@ export const initialChatState: ChatState = {
   current: null,
   messages: [],
   loading: false,
+  focusId: null,
   turns: {},
   socketStatus: 'connecting',
   toasts: [],
@@ -48,7 +51,7 @@ export const PENDING_ID = 'pending-user-message';
 
 export type ChatAction =
   | { type: 'conversations/loaded'; conversations: Conversation[] }
-  | { type: 'conversation/select'; id: string | null }
+  | { type: 'conversation/select'; id: string | null; focusId?: string }
   | { type: 'conversation/loaded'; conversation: ConversationWithMessages }
   | { type: 'conversation/upsert'; conversation: Conversation }
   | { type: 'conversation/remove'; id: string }
@@ -241,9 +244,10 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
     case 'conversations/loaded':
       return { ...state, conversations: sortNewestFirst(action.conversations) };
     case 'conversation/select':
-      if (action.id === state.currentId) return state;
+      if (action.id === state.currentId) return action.focusId ? { ...state, focusId: action.focusId } : state;
       return {
         ...state,
+        focusId: action.focusId ?? null,
         currentId: action.id,
         current: state.conversations.find((c) => c.id === action.id) ?? null,
         messages: [],

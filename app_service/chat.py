@@ -27,6 +27,7 @@ from app_service.db import connect, transaction
 from app_service.metrics import AppMetrics
 from app_service.retrieval import best_chunks, file_text, files_for_user
 from app_service.settings import Settings
+from app_service.titles import first_words, write_title
 from app_service.turn import StopReason, Turn, TurnState
 from app_service.turn_inputs import (
     context_file_ids,
@@ -74,6 +75,10 @@ class ChatTurn:
         # Continue: the answer being extended, as it was before (restored if nothing came).
         self._continued: sqlite3.Row | None = None
         self._conn: sqlite3.Connection | None = None  # the turn's own, while it runs
+        # The first question of a conversation still titled by its first words; once its
+        # answer is complete (`_title_answer`), the model writes the title.
+        self._title_question: str | None = None
+        self._title_answer: tuple[str, str] | None = None  # (model, answer text)
 
     def run(self) -> None:
         """The turn, start to end, on the calling thread (one of its own)."""
@@ -82,6 +87,7 @@ class ChatTurn:
         conn = self._conn = connect(self.settings.db_path)
         try:
             self._run(conn)
+            self._write_title(conn)
         except APIError as exc:
             self._refuse(exc)
         except Exception:
@@ -91,6 +97,24 @@ class ChatTurn:
             )
         finally:
             conn.close()
+
+    def _write_title(self, conn: sqlite3.Connection) -> None:
+        """After the turn ended and its frames went out: the model's title, if one is due."""
+        if self._title_question is None or self._title_answer is None:
+            return
+        model, answer = self._title_answer
+        write_title(
+            conn,
+            self.pool,
+            user_id=self.user_id,
+            conversation_id=self.request.conversation_id,
+            model=model,
+            question=self._title_question,
+            answer=answer,
+            announce=lambda row: self.turn.emit(
+                frames.ConversationChanged(conversation=store.conversation_dict(row))
+            ),
+        )
 
     def _refuse(self, exc: APIError) -> None:
         """The turn ended on an error before its answer was stored (or could not be)."""
@@ -183,6 +207,8 @@ class ChatTurn:
             )
         self.turn.begin(self._message(store.get_message(conn, answer_id)))
         self._stream_answer(conn, answer_id, settings, context.messages, context.sources, prefix)
+        if self.outcome == "complete" and self._title_question is not None:
+            self._title_answer = (settings["model"], self.turn.text)
 
     def _message(self, row: sqlite3.Row) -> dict[str, Any]:
         """A message for a frame, with its siblings, read on the turn's own connection."""
@@ -206,11 +232,9 @@ class ChatTurn:
             attachments,
             parent_id=parent_id,
         )
-        if conversation["title"] == store.DEFAULT_TITLE:
-            with transaction(conn):
-                store.update_conversation(
-                    conn, self.user_id, req.conversation_id, {"title": title_from(req.content)}
-                )
+        store.set_first_words_title(conn, req.conversation_id, first_words(req.content))
+        if self.settings.auto_titles and conversation["title_source"] == "auto" and not parent_id:
+            self._title_question = req.content  # the model titles it after this answer
         message = store.message_out(conn, store.get_message(conn, message_id))
         updated = store.get_conversation(conn, self.user_id, req.conversation_id)
         self.turn.emit(
@@ -408,11 +432,6 @@ def added_usage(before: dict[str, Any] | None, now: dict[str, Any] | None) -> di
 def merged_sources(before: list[dict[str, Any]], now: list[dict[str, Any]]) -> list[dict[str, Any]]:
     seen = {(s["file_id"], s["ordinal"]) for s in before}
     return before + [s for s in now if (s["file_id"], s["ordinal"]) not in seen]
-
-
-def title_from(text: str) -> str:
-    first_line = text.strip().splitlines()[0] if text.strip() else "New chat"
-    return first_line[:60] + ("…" if len(first_line) > 60 else "")
 
 
 def run_turn(

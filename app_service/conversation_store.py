@@ -61,12 +61,14 @@ def create_conversation(conn: sqlite3.Connection, user_id: str, fields: dict[str
     conversation_id = new_id("conv")
     stamp = now()
     conn.execute(
-        "INSERT INTO conversations (id, user_id, title, system_prompt, model, temperature, "
-        "top_p, max_tokens, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO conversations (id, user_id, title, title_source, system_prompt, model, "
+        "temperature, top_p, max_tokens, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             conversation_id,
             user_id,
             fields.get("title") or DEFAULT_TITLE,
+            "user" if fields.get("title") else "auto",
             fields.get("system_prompt") or "",
             fields.get("model") or "",
             fields.get("temperature"),
@@ -128,14 +130,27 @@ def search_conversations(
 def update_conversation(
     conn: sqlite3.Connection, user_id: str, conversation_id: str, fields: dict[str, Any]
 ) -> None:
+    """Rename or set up. `updated_at` stays: the list is ordered by activity (messages),
+    and a rename must not move a chat to the top. A title set here is the user's: the
+    model's title never replaces it (titles.py)."""
     get_conversation(conn, user_id, conversation_id)
     allowed = {k: v for k, v in fields.items() if k in ("title", *SETTING_FIELDS)}
     if not allowed:
         return
+    if "title" in allowed:
+        allowed["title_source"] = "user"
     assignments = ", ".join(f"{name} = ?" for name in allowed)
     conn.execute(
-        f"UPDATE conversations SET {assignments}, updated_at = ? WHERE id = ? AND user_id = ?",
-        (*allowed.values(), now(), conversation_id, user_id),
+        f"UPDATE conversations SET {assignments} WHERE id = ? AND user_id = ?",
+        (*allowed.values(), conversation_id, user_id),
+    )
+
+
+def set_first_words_title(conn: sqlite3.Connection, conversation_id: str, title: str) -> None:
+    """A new conversation is called by its first message until the model titles it."""
+    conn.execute(
+        "UPDATE conversations SET title = ? WHERE id = ? AND title_source = 'auto' AND title = ?",
+        (title, conversation_id, DEFAULT_TITLE),
     )
 
 

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from app_service import conversation_store as store
-from app_service import message_tree
+from app_service import frames, message_tree
 from app_service.accounts import current_user, login_required
 from app_service.bodies import json_body
 from app_service.db import connect, db, snapshot, transaction
@@ -60,6 +60,13 @@ def conversation_with_messages(conversation_id: str, *, whole_tree: bool = False
     return body
 
 
+def announce(user_id: str, conversation_id: str) -> None:
+    """Every socket of the user learns the conversation's fields (another tab's sidebar)."""
+    row = store.get_conversation(db(), user_id, conversation_id)
+    frame = frames.ConversationChanged(conversation=store.conversation_dict(row))
+    turn_registry().publish(user_id, frame.wire())
+
+
 class BranchChoice(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     message_id: str = Field(min_length=1, max_length=100)
@@ -80,9 +87,12 @@ def refuse_while_generating(user_id: str, conversation_id: str) -> None:
 @login_required
 def create() -> tuple[Response, int]:
     fields = parse_body(json_body(), ConversationFields).model_dump(exclude_unset=True)
+    user_id = current_user()["id"]
     with transaction() as conn:
-        conversation_id = store.create_conversation(conn, current_user()["id"], fields)
-    return jsonify(conversation_with_messages(conversation_id)), 201
+        conversation_id = store.create_conversation(conn, user_id, fields)
+    body = conversation_with_messages(conversation_id)
+    announce(user_id, conversation_id)
+    return jsonify(body), 201
 
 
 @bp.get("")
@@ -111,8 +121,11 @@ def update(conversation_id: str) -> Response:
     for name in ("system_prompt", "model"):  # null means "none": stored as empty text
         if name in fields and fields[name] is None:
             fields[name] = ""
+    user_id = current_user()["id"]
     with transaction() as conn:
-        store.update_conversation(conn, current_user()["id"], conversation_id, fields)
+        store.update_conversation(conn, user_id, conversation_id, fields)
+    if fields:
+        announce(user_id, conversation_id)
     return jsonify(conversation_with_messages(conversation_id))
 
 
@@ -124,6 +137,9 @@ def delete(conversation_id: str) -> Response:
         store.delete_conversation(conn, user_id, conversation_id)
     # Its answer, if one is generating, stops at once (it finds its row gone and says so).
     turn_registry().stop(user_id, conversation_id, StopReason.DELETED)
+    turn_registry().publish(
+        user_id, frames.ConversationDeleted(conversation_id=conversation_id).wire()
+    )
     return Response(status=204)
 
 

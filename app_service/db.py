@@ -143,6 +143,12 @@ MIGRATIONS: list[str] = [
             VALUES ('delete', old.rowid, old.content);
     END;
     """,
+    # Who titled a conversation (titles.py): `auto` (its first words), `model` or `user`.
+    # Existing ones keep their titles: only one still called "New chat" may get the model's.
+    """
+    ALTER TABLE conversations ADD COLUMN title_source TEXT NOT NULL DEFAULT 'user';
+    UPDATE conversations SET title_source = 'auto' WHERE title = 'New chat';
+    """,
 ]
 
 

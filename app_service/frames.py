@@ -218,6 +218,19 @@ class Idle(ServerFrame):
     conversation_id: str
 
 
+class ConversationChanged(ServerFrame):
+    """A conversation was created, renamed, set up or titled by the model, in any tab: every
+    socket of the account gets its fields, so every sidebar shows them at once."""
+
+    type: Literal["conversation"] = "conversation"
+    conversation: Conversation
+
+
+class ConversationDeleted(ServerFrame):
+    type: Literal["conversation_deleted"] = "conversation_deleted"
+    conversation_id: str
+
+
 class Done(ServerFrame):
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({"discarded_message_id"})
     type: Literal["done"] = "done"
@@ -249,6 +262,8 @@ SERVER_FRAMES: tuple[type[ServerFrame], ...] = (
     Delta,
     Resume,
     Idle,
+    ConversationChanged,
+    ConversationDeleted,
     Done,
     Error,
 )

@@ -48,6 +48,8 @@ class Settings:
     user_storage_bytes: int = 200 * 1024 * 1024
     chunk_tokens: int = 400
     chat_max_tokens: int = 512
+    # The model titles a conversation after its first answer (titles.py).
+    auto_titles: bool = True
     # The longest one chat answer may generate, listened to or not (docs/protocol.md).
     turn_max_seconds: float = 600.0
     # Fairness between users (docs/operators.md, "Limits per user").
@@ -101,6 +103,7 @@ class Settings:
             user_storage_bytes=env_int(env, "USER_STORAGE_MB", 200, minimum=1) * 1024 * 1024,
             chunk_tokens=env_int(env, "CHUNK_TOKENS", 400, minimum=50),
             chat_max_tokens=env_int(env, "CHAT_MAX_TOKENS", 512, minimum=1),
+            auto_titles=env_bool(env, "AUTO_TITLES", True),
             turn_max_seconds=env_float(env, "TURN_MAX_SECONDS", 600.0, minimum=1.0),
             user_max_sockets=env_int(env, "USER_MAX_SOCKETS", 16, minimum=1),
             user_max_active_turns=env_int(env, "USER_MAX_ACTIVE_TURNS", 4, minimum=1),

@@ -72,6 +72,12 @@ class TurnRegistry:
             listener(turn.snapshot())
             return True
 
+    def publish(self, user_id: str, frame: dict[str, Any]) -> None:
+        """A frame that is no turn's (a conversation renamed, created, deleted) to every
+        socket of the user."""
+        with self._lock:
+            self._publish(user_id, frame)
+
     def _publish(self, user_id: str, frame: dict[str, Any]) -> None:
         # Called by a turn under the lock: listeners queue, so this never waits on a socket.
         for listener in list(self._listeners.get(user_id, ())):

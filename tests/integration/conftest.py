@@ -54,7 +54,9 @@ def float32_model_api(
 def app_server(
     tmp_path_factory: pytest.TempPathFactory, model_api: RunningServer
 ) -> Iterator[RunningServer]:
-    yield from app_service_with(tmp_path_factory, model_api, "app_service")
+    # No model-written titles here: the tests that count the model API's requests, or wait
+    # for it to be idle after a turn, see only the turns' own (test_titles.py has them on).
+    yield from app_service_with(tmp_path_factory, model_api, "app_service", AUTO_TITLES="false")
 
 
 def app_service_with(

@@ -34,7 +34,10 @@ def upstream() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture
-def app(tmp_path: Path, upstream: FakeUpstream) -> Iterator[Flask]:
+def app(tmp_path: Path, upstream: FakeUpstream, request: pytest.FixtureRequest) -> Iterator[Flask]:
+    """The app service in-process on a loopback fake upstream; a test changes its settings
+    with `@pytest.mark.parametrize("app", [{"name": value}], indirect=True)`."""
+    overrides = getattr(request, "param", {})
     settings = Settings(
         data_dir=tmp_path,
         model_api_urls=(upstream.url,),
@@ -42,6 +45,7 @@ def app(tmp_path: Path, upstream: FakeUpstream) -> Iterator[Flask]:
         max_connections=64,
         max_upload_bytes=4000,
         chat_max_tokens=16,  # the fake model has a context of 99 tokens
+        **{"auto_titles": False, **overrides},  # no title requests unless asked (test_titles)
     )
     app = create_app(settings)
     yield app

@@ -3,6 +3,8 @@ import { createRoot } from 'react-dom/client';
 import { App } from './components/App';
 import { AuthProvider } from './state/auth';
 import { applyTheme, initialTheme } from './state/theme';
+// KaTeX's stylesheet and fonts: bundled into web/dist/assets, served by nginx (font-src 'self').
+import 'katex/dist/katex.min.css';
 import './styles/app.css';
 
 applyTheme(initialTheme());

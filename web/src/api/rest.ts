@@ -2,9 +2,9 @@
 import type {
   AdminStatus,
   ApiKey,
-  Conversation,
   ConversationSettings,
   ConversationWithMessages,
+  ListedConversation,
   Health,
   NewApiKey,
   User,
@@ -87,7 +87,7 @@ export const login = (username: string, password: string) =>
 export const logout = () => request<void>('POST', '/api/auth/logout');
 
 export const listConversations = (q = '') =>
-  request<{ conversations: Conversation[] }>(
+  request<{ conversations: ListedConversation[] }>(
     'GET',
     q ? `/api/conversations?q=${encodeURIComponent(q)}` : '/api/conversations',
   ).then((r) => r.conversations);

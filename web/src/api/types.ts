@@ -20,8 +20,11 @@ export interface Conversation extends ConversationSettings {
   title: string;
   created_at: number;
   updated_at: number;
-  /** Only in search results (`GET /api/conversations?q=`): the best message that matched,
-   * or null when only the title did. */
+}
+
+/** A conversation as the list gives it: in search results (`GET /api/conversations?q=`),
+ * with the best message that matched, or null when only the title did. */
+export interface ListedConversation extends Conversation {
   match?: SearchMatch | null;
 }
 
@@ -118,6 +121,8 @@ export type ServerFrame =
   | { type: 'delta'; conversation_id: string; message_id: string; seq: number; content: string }
   | { type: 'resume'; conversation_id: string; message: Message | null; seq: number; request_id: string }
   | { type: 'idle'; conversation_id: string }
+  | { type: 'conversation'; conversation: Conversation }
+  | { type: 'conversation_deleted'; conversation_id: string }
   | {
       type: 'done';
       conversation_id: string;

@@ -46,6 +46,13 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
     [auth, chat],
   );
 
+  // The browser tab says where you are: the open chat's title, or the page.
+  const chatTitle = chat.current?.title;
+  useEffect(() => {
+    const where = page === 'keys' ? 'API keys' : page === 'status' ? 'Status' : chatTitle;
+    document.title = where ? `${where} · chatstack` : 'chatstack';
+  }, [page, chatTitle]);
+
   useEffect(() => {
     if (!narrow || !sidebarOpen) return;
     const onKey = (e: KeyboardEvent) => {

@@ -37,3 +37,39 @@ describe('Markdown', () => {
     expect(link.closest('a')?.getAttribute('rel')).toContain('noopener');
   });
 });
+
+describe('Markdown math', () => {
+  it('renders $…$, $$…$$, \\(…\\) and \\[…\\] with KaTeX', () => {
+    const text = 'Inline $a^2$ and \\(b_1\\).\n\n$$\n\\frac{1}{2}\n$$\n\n\\[ x = y \\]';
+    const { container } = render(<Markdown text={text} />);
+    expect(container.querySelectorAll('.katex').length).toBe(4);
+    expect(container.querySelectorAll('.katex-display').length).toBe(2);
+    expect(container.querySelector('.katex-mathml math')).not.toBeNull();
+    expect(container.textContent).not.toContain('$$');
+    expect(container.textContent).not.toContain('\\(');
+  });
+
+  it('leaves dollars and backslash brackets in code alone', () => {
+    const { container } = render(<Markdown text={'`$x$` and\n\n```\n\\[ y \\]\n$$z$$\n```'} />);
+    expect(container.querySelector('.katex')).toBeNull();
+    expect(container.textContent).toContain('$x$');
+    expect(container.textContent).toContain('\\[ y \\]');
+  });
+
+  it('shows an unclosed $$ as text while streaming, and the formula once it closes', () => {
+    const open = render(<Markdown text={'Here: $$\\frac{1}{2'} streaming />);
+    expect(open.container.querySelector('.katex')).toBeNull();
+    expect(open.container.textContent).toContain('$$\\frac{1}{2');
+    open.unmount();
+    const closed = render(<Markdown text={'Here: $$\\frac{1}{2}$$'} streaming />);
+    expect(closed.container.querySelector('.katex')).not.toBeNull();
+  });
+
+  it('never lets a formula run links or HTML', () => {
+    const { container } = render(
+      <Markdown text={'$\\href{javascript:alert(1)}{x}$ $\\htmlClass{evil}{y}$ $\\url{javascript:1}$'} />,
+    );
+    for (const a of container.querySelectorAll('a')) expect(a.getAttribute('href') ?? '').not.toMatch(/^javascript:/i);
+    expect(container.querySelector('.evil')).toBeNull();
+  });
+});

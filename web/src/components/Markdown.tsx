@@ -1,8 +1,13 @@
-/** Model output as Markdown. Raw HTML stays text: no rehype-raw, no dangerouslySetInnerHTML. */
+/** Model output as Markdown, with LaTeX math (KaTeX). Raw HTML stays text: no rehype-raw, no
+ * dangerouslySetInnerHTML; KaTeX builds its markup as elements, with `trust` off (no `\href`,
+ * `\url`, `\includegraphics`, no HTML extensions). */
 import { memo, useRef, type ComponentPropsWithoutRef } from 'react';
 import ReactMarkdown, { type Components } from 'react-markdown';
 import rehypeHighlight from 'rehype-highlight';
+import rehypeKatex from 'rehype-katex';
 import remarkGfm from 'remark-gfm';
+import remarkMath from 'remark-math';
+import { closeOpenMath, latexDelimiters } from './mathText';
 import { CopyButton } from './CopyButton';
 
 function CodeBlock({ children, ...props }: ComponentPropsWithoutRef<'pre'>) {
@@ -40,14 +45,20 @@ const components: Components = {
     ),
 };
 
-const remarkPlugins = [remarkGfm];
-const rehypePlugins = [rehypeHighlight];
+const remarkPlugins = [remarkGfm, remarkMath];
+// A formula KaTeX cannot read shows as its source, in the error colour, instead of throwing.
+const katexOptions = { throwOnError: false, strict: 'ignore' as const, trust: false, maxExpand: 500 };
+const rehypePlugins: NonNullable<Parameters<typeof ReactMarkdown>[0]['rehypePlugins']> = [
+  [rehypeKatex, katexOptions],
+  rehypeHighlight,
+];
 
-export const Markdown = memo(function Markdown({ text }: { text: string }) {
+export const Markdown = memo(function Markdown({ text, streaming = false }: { text: string; streaming?: boolean }) {
+  const source = latexDelimiters(text);
   return (
     <div className="markdown">
       <ReactMarkdown remarkPlugins={remarkPlugins} rehypePlugins={rehypePlugins} components={components}>
-        {text}
+        {streaming ? closeOpenMath(source) : source}
       </ReactMarkdown>
     </div>
   );

@@ -214,7 +214,7 @@ export function MessageItem({
             {isUser ? (
               <p className="plain">{message.content}</p>
             ) : message.content ? (
-              <Markdown text={streaming ? closeOpenMarkup(message.content) : message.content} />
+              <Markdown text={streaming ? closeOpenMarkup(message.content) : message.content} streaming={streaming} />
             ) : streaming ? (
               <span className="typing" aria-label="Generating">
                 <span />

@@ -1,5 +1,5 @@
 import { useRef, useState, type KeyboardEvent } from 'react';
-import type { Conversation, SearchMatch, User } from '../api/types';
+import type { Conversation, ListedConversation, SearchMatch, User } from '../api/types';
 import type { Theme } from '../state/theme';
 import { ConfirmDialog } from './ConfirmDialog';
 import { KeyIcon, LogoutIcon, MoonIcon, PencilIcon, PlusIcon, SearchIcon, SunIcon, TrashIcon } from './icons';
@@ -12,7 +12,7 @@ const PulseIcon = () => (
 
 interface Props {
   open: boolean;
-  conversations: Conversation[];
+  conversations: ListedConversation[];
   currentId: string | null;
   /** Whether an answer is generating in that conversation (in any tab). */
   isGenerating: (id: string) => boolean;

@@ -1,5 +1,12 @@
 /** The chat state and how every event changes it: a pure reducer, tested without a browser. */
-import type { Attachment, Conversation, ConversationWithMessages, Message, ServerFrame } from '../api/types';
+import type {
+  Attachment,
+  Conversation,
+  ConversationWithMessages,
+  ListedConversation,
+  Message,
+  ServerFrame,
+} from '../api/types';
 import type { SocketStatus } from '../api/socket';
 import {
   announcedTurn,
@@ -21,7 +28,7 @@ export interface Toast {
 }
 
 export interface ChatState {
-  conversations: Conversation[];
+  conversations: ListedConversation[];
   currentId: string | null;
   /** The selected conversation's fields (kept even when a search hides it from the list). */
   current: Conversation | null;
@@ -50,7 +57,7 @@ export const initialChatState: ChatState = {
 export const PENDING_ID = 'pending-user-message';
 
 export type ChatAction =
-  | { type: 'conversations/loaded'; conversations: Conversation[] }
+  | { type: 'conversations/loaded'; conversations: ListedConversation[] }
   | { type: 'conversation/select'; id: string | null; focusId?: string }
   | { type: 'conversation/loaded'; conversation: ConversationWithMessages }
   | { type: 'conversation/upsert'; conversation: Conversation }
@@ -71,16 +78,19 @@ function withoutMessages(conv: Conversation): Conversation {
   return stripped;
 }
 
-function sortNewestFirst(list: Conversation[]): Conversation[] {
+function sortNewestFirst(list: ListedConversation[]): ListedConversation[] {
   return [...list].sort((a, b) => b.updated_at - a.updated_at);
 }
 
-function upsertConversation(list: Conversation[], conv: Conversation): Conversation[] {
+function upsertConversation(list: ListedConversation[], conv: ListedConversation): ListedConversation[] {
+  const before = list.find((c) => c.id === conv.id);
   const rest = list.filter((c) => c.id !== conv.id);
-  return sortNewestFirst([withoutMessages(conv), ...rest]);
+  // A search hit keeps its snippet when its title changes.
+  const next = before?.match && conv.match === undefined ? { ...withoutMessages(conv), match: before.match } : withoutMessages(conv);
+  return sortNewestFirst([next, ...rest]);
 }
 
-function touchConversation(list: Conversation[], id: string, at: number): Conversation[] {
+function touchConversation(list: ListedConversation[], id: string, at: number): ListedConversation[] {
   if (!list.some((c) => c.id === id)) return list;
   return sortNewestFirst(list.map((c) => (c.id === id ? { ...c, updated_at: Math.max(c.updated_at, at) } : c)));
 }
@@ -190,6 +200,13 @@ function applyFrame(state: ChatState, frame: ServerFrame): ChatState {
     }
     case 'idle':
       return { ...state, turns: withoutTurn(state.turns, frame.conversation_id) };
+    case 'conversation':
+      // Created, renamed or titled (by the model, or in another tab): shown at once.
+      return chatReducer(state, { type: 'conversation/upsert', conversation: frame.conversation });
+    case 'conversation_deleted':
+      return state.conversations.some((c) => c.id === frame.conversation_id) || state.currentId === frame.conversation_id
+        ? chatReducer(state, { type: 'conversation/remove', id: frame.conversation_id })
+        : state;
     case 'done': {
       const cid = frame.conversation_id;
       const message: Message = { ...frame.message, sources: frame.sources ?? frame.message.sources ?? [] };

@@ -23,7 +23,7 @@ from chatstack.errors import APIError
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON = "application/json"
 # Routes whose body is not JSON (uploads: multipart/form-data); they check it themselves.
-OWN_BODY_ROUTES = frozenset({("POST", "/api/files")})
+OWN_BODY_ROUTES = frozenset({("POST", "/api/files"), ("POST", "/api/conversations/import")})
 
 
 def install_api_guard(app: Flask) -> None:

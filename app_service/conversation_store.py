@@ -238,6 +238,38 @@ def add_message(
     return message_id
 
 
+def insert_imported_message(
+    conn: sqlite3.Connection,
+    conversation_id: str,
+    *,
+    message_id: str,
+    parent_id: str | None,
+    seq: int,
+    message: Any,
+) -> None:
+    """One message of an import (importer.py), in the caller's transaction."""
+    conn.execute(
+        "INSERT INTO messages (id, conversation_id, parent_id, seq, role, content, status, "
+        "attachments, sources, usage, finish_reason, error, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            message_id,
+            conversation_id,
+            parent_id,
+            seq,
+            message.role,
+            message.content,
+            message.status,
+            json.dumps(message.attachments),
+            json.dumps(message.sources),
+            json.dumps(message.usage) if message.usage else None,
+            message.finish_reason,
+            message.error,
+            message.created_at,
+        ),
+    )
+
+
 def set_active_leaf(conn: sqlite3.Connection, conversation_id: str, leaf_id: str | None) -> None:
     conn.execute(
         "UPDATE conversations SET active_leaf_id = ? WHERE id = ?", (leaf_id, conversation_id)

@@ -8,14 +8,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from app_service import conversation_store as store
-from app_service import frames, message_tree
+from app_service import frames, importer, message_tree
 from app_service.accounts import current_user, login_required
 from app_service.bodies import json_body
 from app_service.db import connect, db, snapshot, transaction
+from app_service.files import too_large
 from app_service.turn import StopReason
 from app_service.turn_registry import turn_registry
 from chatstack.errors import APIError
@@ -93,6 +94,33 @@ def create() -> tuple[Response, int]:
     body = conversation_with_messages(conversation_id)
     announce(user_id, conversation_id)
     return jsonify(body), 201
+
+
+@bp.post("/import")
+@login_required
+def import_file() -> tuple[Response, int]:
+    """A ChatGPT export or chatstack's JSON export (a multipart `file`, at most
+    MAX_UPLOAD_MB): every conversation in it, every branch, or nothing (importer.py)."""
+    upload = request.files.get("file")
+    if upload is None:
+        raise APIError(
+            400,
+            "Missing required parameter: 'file' (a multipart/form-data file field).",
+            param="file",
+            code="missing_required_parameter",
+        )
+    limit = current_app.extensions["chatstack_settings"].max_upload_bytes
+    raw = upload.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise too_large(limit)
+    parsed = importer.parse_import(raw)
+    user_id = current_user()["id"]
+    with transaction() as conn:
+        ids = importer.store_imports(conn, user_id, parsed)
+    for conversation_id in ids:
+        announce(user_id, conversation_id)
+    rows = [store.get_conversation(db(), user_id, cid) for cid in ids]
+    return jsonify({"conversations": [store.conversation_dict(r) for r in rows]}), 201
 
 
 @bp.get("")

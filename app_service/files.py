@@ -72,6 +72,17 @@ def file_json(row: sqlite3.Row) -> dict[str, Any]:
 # ---- storing an upload ---------------------------------------------------------------------
 
 
+def too_large(limit: int) -> APIError:
+    """An upload (or an import) over MAX_UPLOAD_MB."""
+    return APIError(
+        413,
+        f"The file is larger than the upload limit of {limit // (1024 * 1024)} MiB "
+        f"({limit} bytes).",
+        param="file",
+        code="file_too_large",
+    )
+
+
 def save_limited(stream: IO[bytes], dest: Path, limit: int) -> tuple[int, str]:
     """Copy `stream` to `dest`; return (size, sha256). Over `limit` bytes → 413."""
     digest = hashlib.sha256()
@@ -80,13 +91,7 @@ def save_limited(stream: IO[bytes], dest: Path, limit: int) -> tuple[int, str]:
         while block := stream.read(COPY_BLOCK):
             size += len(block)
             if size > limit:
-                raise APIError(
-                    413,
-                    f"The file is larger than the upload limit of {limit // (1024 * 1024)} MiB "
-                    f"({limit} bytes).",
-                    param="file",
-                    code="file_too_large",
-                )
+                raise too_large(limit)
             digest.update(block)
             out.write(block)
     return size, digest.hexdigest()

@@ -38,14 +38,15 @@ def app(tmp_path: Path, upstream: FakeUpstream, request: pytest.FixtureRequest) 
     """The app service in-process on a loopback fake upstream; a test changes its settings
     with `@pytest.mark.parametrize("app", [{"name": value}], indirect=True)`."""
     overrides = getattr(request, "param", {})
+    defaults = {
+        "cookie_secure": False,
+        "max_connections": 64,
+        "max_upload_bytes": 4000,
+        "chat_max_tokens": 16,  # the fake model has a context of 99 tokens
+        "auto_titles": False,  # no title requests unless asked (test_titles.py)
+    }
     settings = Settings(
-        data_dir=tmp_path,
-        model_api_urls=(upstream.url,),
-        cookie_secure=False,
-        max_connections=64,
-        max_upload_bytes=4000,
-        chat_max_tokens=16,  # the fake model has a context of 99 tokens
-        **{"auto_titles": False, **overrides},  # no title requests unless asked (test_titles)
+        data_dir=tmp_path, model_api_urls=(upstream.url,), **{**defaults, **overrides}
     )
     app = create_app(settings)
     yield app

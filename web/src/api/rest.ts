@@ -42,11 +42,13 @@ export function errorFromBody(status: number, body: unknown): ApiError {
 async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
   let res: Response;
   try {
+    const form = body instanceof FormData;
     res = await fetch(path, {
       method,
       credentials: 'same-origin',
-      headers: body === undefined ? undefined : { 'Content-Type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
+      // A FormData body sets its own multipart type (with its boundary).
+      headers: body === undefined || form ? undefined : { 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : form ? body : JSON.stringify(body),
     });
   } catch {
     throw new ApiError(0, 'Cannot reach the server. Check your connection and try again.', 'network_error');
@@ -118,6 +120,15 @@ export const deleteBranch = (id: string, messageId: string) =>
     'DELETE',
     `/api/conversations/${encodeURIComponent(id)}/messages/${encodeURIComponent(messageId)}`,
   );
+
+/** A ChatGPT export (`conversations.json`) or a chatstack JSON export: the conversations made. */
+export function importConversations(file: File): Promise<ListedConversation[]> {
+  const form = new FormData();
+  form.append('file', file);
+  return request<{ conversations: ListedConversation[] }>('POST', '/api/conversations/import', form).then(
+    (r) => r.conversations,
+  );
+}
 
 /** Where the browser downloads a transcript from (the server sends Content-Disposition). */
 export const exportUrl = (id: string, format: 'md' | 'json') =>

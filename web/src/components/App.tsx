@@ -85,6 +85,11 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
           void chat.newChat();
           closeOnPhone();
         }}
+        onImport={(file) => {
+          setPage('chat');
+          void chat.importFile(file);
+          closeOnPhone();
+        }}
         onRename={chat.rename}
         onDelete={chat.remove}
         onOpenKeys={() => {

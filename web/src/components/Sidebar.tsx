@@ -2,7 +2,7 @@ import { useRef, useState, type KeyboardEvent } from 'react';
 import type { Conversation, ListedConversation, SearchMatch, User } from '../api/types';
 import type { Theme } from '../state/theme';
 import { ConfirmDialog } from './ConfirmDialog';
-import { KeyIcon, LogoutIcon, MoonIcon, PencilIcon, PlusIcon, SearchIcon, SunIcon, TrashIcon } from './icons';
+import { DownloadIcon, KeyIcon, LogoutIcon, MoonIcon, PencilIcon, PlusIcon, SearchIcon, SunIcon, TrashIcon } from './icons';
 
 const PulseIcon = () => (
   <svg width="18" height="18" viewBox="0 0 24 24" fill="none" stroke="currentColor" strokeWidth="2" strokeLinecap="round" strokeLinejoin="round" aria-hidden="true" focusable="false">
@@ -28,6 +28,8 @@ interface Props {
   onRename: (id: string, title: string) => Promise<boolean>;
   onDelete: (id: string) => Promise<boolean>;
   onOpenKeys: () => void;
+  /** Import a ChatGPT or chatstack export (a .json file). */
+  onImport?: (file: File) => void;
   /** Shown to admins only. */
   onOpenStatus: () => void;
   onToggleTheme: () => void;
@@ -203,6 +205,23 @@ export function Sidebar(props: Props) {
         </ul>
       </nav>
       <div className="sidebar-bottom">
+        {props.onImport ? (
+          <label className="side-btn" data-testid="import-chats" title="Import a ChatGPT export (conversations.json) or a chatstack .json export">
+            <DownloadIcon />
+            <span>Import chats</span>
+            <input
+              type="file"
+              className="sr-only"
+              data-testid="import-file"
+              accept=".json,application/json"
+              onChange={(e) => {
+                const file = e.target.files?.[0];
+                e.target.value = '';
+                if (file) props.onImport?.(file);
+              }}
+            />
+          </label>
+        ) : null}
         <button
           type="button"
           className={`side-btn${props.keysOpen ? ' active' : ''}`}

@@ -24,6 +24,8 @@ export interface ChatActions {
   edit: (messageId: string, content: string, attachments: Attachment[]) => boolean;
   /** Show another branch of the open conversation (a sibling's id). */
   switchBranch: (messageId: string) => Promise<void>;
+  /** Import a ChatGPT or chatstack export; opens the first conversation it made. */
+  importFile: (file: File) => Promise<boolean>;
   /** Delete a message of the open conversation and everything below it. */
   deleteBranch: (messageId: string) => Promise<void>;
   /** Go on with the open conversation's last answer where it ended. */
@@ -399,6 +401,23 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
     (messageId: string) => changeBranch((id) => rest.deleteBranch(id, messageId)),
     [changeBranch],
   );
+
+  const importFile = useCallback(
+    async (file: File) => {
+      try {
+        const made = await rest.importConversations(file);
+        for (const conversation of made) dispatch({ type: 'conversation/upsert', conversation });
+        const n = made.length;
+        notify(`Imported ${n} conversation${n === 1 ? '' : 's'} from ${file.name}.`, 'info');
+        if (made[0]) select(made[0].id);
+        return true;
+      } catch (e) {
+        fail(e);
+        return false;
+      }
+    },
+    [fail, notify, select],
+  );
   const continueAnswer = useCallback(() => startTurn('continue'), [startTurn]);
 
   const remove = useCallback(
@@ -456,6 +475,7 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
       edit,
       switchBranch,
       deleteBranch,
+      importFile,
       continueAnswer,
       rename,
       remove,
@@ -479,6 +499,7 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
       edit,
       switchBranch,
       deleteBranch,
+      importFile,
       continueAnswer,
       rename,
       remove,

@@ -54,9 +54,7 @@ def float32_model_api(
 def app_server(
     tmp_path_factory: pytest.TempPathFactory, model_api: RunningServer
 ) -> Iterator[RunningServer]:
-    # No model-written titles here: the tests that count the model API's requests, or wait
-    # for it to be idle after a turn, see only the turns' own (test_titles.py has them on).
-    yield from app_service_with(tmp_path_factory, model_api, "app_service", AUTO_TITLES="false")
+    yield from app_service_with(tmp_path_factory, model_api, "app_service")
 
 
 def app_service_with(
@@ -67,7 +65,10 @@ def app_service_with(
     server = start_app_service(
         tmp_path_factory.mktemp(name),
         model_api.url,
-        **{"MODEL_API_KEY": API_KEY, "UPSTREAM_HEALTH_SECONDS": "1", **env},
+        # No model-written titles unless a module asks (test_titles.py): the tests that count
+        # the model API's requests, or wait for it to be idle after a turn, see only the
+        # turns' own.
+        **{"MODEL_API_KEY": API_KEY, "UPSTREAM_HEALTH_SECONDS": "1", "AUTO_TITLES": "false", **env},
     )
     try:
         server.wait_healthy("/api/health")

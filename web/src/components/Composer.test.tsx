@@ -74,3 +74,24 @@ describe('Composer', () => {
     expect(screen.getByTestId('send')).toBeDisabled();
   });
 });
+
+describe('Composer drafts', () => {
+  it('keeps one unsent draft per conversation', async () => {
+    sessionStorage.clear();
+    const props = { generating: false, uploads: [], onSend: vi.fn(() => true), onStop: vi.fn(), onAttach: vi.fn(), onRemoveUpload: vi.fn() };
+    const { rerender } = render(<Composer {...props} autoFocusKey="conv_a" />);
+    const input = () => screen.getByTestId('composer-input') as HTMLTextAreaElement;
+    await userEvent.type(input(), 'half a thought');
+    rerender(<Composer {...props} autoFocusKey="conv_b" />);
+    expect(input().value).toBe('');
+    await userEvent.type(input(), 'for B');
+    rerender(<Composer {...props} autoFocusKey="conv_a" />);
+    expect(input().value).toBe('half a thought');
+    await userEvent.type(input(), '{Enter}');
+    expect(props.onSend).toHaveBeenCalledWith('half a thought');
+    rerender(<Composer {...props} autoFocusKey="conv_b" />);
+    expect(input().value).toBe('for B');
+    rerender(<Composer {...props} autoFocusKey="conv_a" />);
+    expect(input().value).toBe(''); // sent: its draft is gone
+  });
+});

@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
+import { loadDraft, saveDraft } from '../state/drafts';
 import type { PendingUpload } from '../state/uploads';
 import { CloseIcon, FileIcon, PaperclipIcon, SendIcon, StopIcon } from './icons';
 
@@ -12,13 +13,27 @@ interface Props {
   onStop: () => void;
   onAttach: (files: File[]) => void;
   onRemoveUpload: (key: number) => void;
+  /** The open conversation: the composer holds its own draft for each (null: none yet). */
   autoFocusKey?: string | null;
 }
 
 /** The message form: Enter sends, Shift+Enter is a new line. */
 export function Composer({ generating, stopping, uploads, onSend, onStop, onAttach, onRemoveUpload, autoFocusKey }: Props) {
-  const [text, setText] = useState('');
+  const draftKey = autoFocusKey ?? null;
+  const [text, setTextState] = useState(() => loadDraft(draftKey));
+  const [shownKey, setShownKey] = useState(draftKey);
+  const latestKey = useRef(draftKey);
+  latestKey.current = draftKey;
   const area = useRef<HTMLTextAreaElement>(null);
+  const setText = (value: string) => {
+    setTextState(value);
+    saveDraft(draftKey, value);
+  };
+  // Another conversation: its own draft (the one left was saved as it was typed).
+  if (shownKey !== draftKey) {
+    setShownKey(draftKey);
+    setTextState(loadDraft(draftKey));
+  }
   const fileInput = useRef<HTMLInputElement>(null);
   const uploading = uploads.some((u) => u.state === 'uploading');
   const canSend = text.trim().length > 0 && !generating && !uploading;
@@ -37,8 +52,14 @@ export function Composer({ generating, stopping, uploads, onSend, onStop, onAtta
 
   const submit = async () => {
     if (!canSend) return;
+    const sentFrom = draftKey;
     const ok = await onSend(text.trim());
-    if (ok) setText('');
+    if (ok) {
+      saveDraft(sentFrom, '');
+      // A first message creates its conversation: the composer now shows that one's.
+      saveDraft(latestKey.current, '');
+      setTextState('');
+    }
   };
 
   const onKeyDown = (e: KeyboardEvent<HTMLTextAreaElement>) => {

@@ -51,6 +51,7 @@ def message_dict(row: sqlite3.Row, sibling_ids: list[str] | None = None) -> dict
         "finish_reason": row["finish_reason"],
         "error": row["error"],
         "created_at": row["created_at"],
+        "finished_at": row["finished_at"],
     }
 
 
@@ -382,7 +383,7 @@ def finish_message(
 ) -> None:
     conn.execute(
         "UPDATE messages SET content = ?, status = ?, finish_reason = ?, usage = ?, "
-        "sources = ?, error = ? WHERE id = ?",
+        "sources = ?, error = ?, finished_at = ? WHERE id = ?",
         (
             content,
             status,
@@ -390,6 +391,7 @@ def finish_message(
             json.dumps(usage) if usage else None,
             json.dumps(sources or []),
             error,
+            now(),
             message_id,
         ),
     )

@@ -149,6 +149,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE conversations ADD COLUMN title_source TEXT NOT NULL DEFAULT 'user';
     UPDATE conversations SET title_source = 'auto' WHERE title = 'New chat';
     """,
+    # When an answer ended: with created_at (its start) and its usage, the page shows how
+    # long it took and how fast it came. Answers stored before have none.
+    """
+    ALTER TABLE messages ADD COLUMN finished_at REAL;
+    """,
 ]
 
 

@@ -158,6 +158,7 @@ class Message(BaseModel):
     finish_reason: str | None
     error: str | None
     created_at: float
+    finished_at: float | None  # when an answer ended; null while it streams, and for questions
 
 
 class Conversation(BaseModel):

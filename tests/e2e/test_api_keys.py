@@ -38,8 +38,13 @@ def test_create_a_key_see_it_once_use_it_and_revoke_it(tab: Tab) -> None:
     expect(tab.by("key-secret")).to_have_count(0)
     assert secret not in tab.page.locator("body").inner_text()
 
-    tab.page.once("dialog", lambda dialog: dialog.accept())  # in case it asks to confirm
     tab.by("key-item").get_by_test_id("key-revoke").click()
+    confirm = tab.page.get_by_role("alertdialog")  # revoking asks first
+    expect(confirm).to_contain_text("Revoke this key?")
+    confirm.get_by_role("button", name="Cancel").click()
+    expect(tab.by("key-revoke")).to_have_count(1)
+    tab.by("key-item").get_by_test_id("key-revoke").click()
+    tab.by("confirm-delete").click()
     expect(tab.by("key-revoke")).to_have_count(0)
     if tab.by("key-item").count():  # a revoked key may stay listed, marked as such
         expect(tab.by("key-item")).to_contain_text(re.compile(r"revoked", re.I))

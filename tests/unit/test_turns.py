@@ -28,6 +28,7 @@ MESSAGE = {
     "finish_reason": None,
     "error": None,
     "created_at": 1.0,
+    "finished_at": None,
 }
 
 

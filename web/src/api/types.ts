@@ -66,6 +66,8 @@ export interface Message {
   finish_reason: string | null;
   error: string | null;
   created_at: number;
+  /** When an answer ended (with `created_at`, how long it took); null while it streams. */
+  finished_at: number | null;
 }
 
 export interface ConversationWithMessages extends Conversation {

@@ -1,5 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { useApiKeys, useModels } from '../state/keys';
+import type { ApiKey } from '../api/types';
+import { ConfirmDialog } from './ConfirmDialog';
 import { CopyButton } from './CopyButton';
 import { PageHeader } from './PageHeader';
 
@@ -38,6 +40,7 @@ console.log(reply.choices[0].message.content);`,
 /** Personal API keys for /v1: create (shown once), list, revoke; examples for the openai clients. */
 export function KeysPage({ onBack, onToggleSidebar, onError }: Props) {
   const { keys, created, busy, create, revoke, dismissCreated } = useApiKeys(onError);
+  const [revoking, setRevoking] = useState<ApiKey | null>(null);
   const [name, setName] = useState('');
   const models = useModels();
   const examples = clientExamples(window.location.origin, models[0] ?? 'SmolLM2-135M-Instruct');
@@ -105,13 +108,27 @@ export function KeysPage({ onBack, onToggleSidebar, onError }: Props) {
               {k.revoked ? (
                 <span className="badge badge-stopped">Revoked</span>
               ) : (
-                <button type="button" className="btn danger small" data-testid="key-revoke" onClick={() => void revoke(k.id)}>
+                <button type="button" className="btn danger small" data-testid="key-revoke" onClick={() => setRevoking(k)}>
                   Revoke
                 </button>
               )}
             </li>
           ))}
         </ul>
+
+        {revoking ? (
+          <ConfirmDialog
+            title="Revoke this key?"
+            body={`Programs using “${revoking.name}” (${revoking.prefix}…) stop working at once. This can't be undone.`}
+            confirmLabel="Revoke"
+            onCancel={() => setRevoking(null)}
+            onConfirm={() => {
+              const id = revoking.id;
+              setRevoking(null);
+              void revoke(id);
+            }}
+          />
+        ) : null}
 
         <h2>Use it from code</h2>
         <div className="examples" data-testid="key-example">

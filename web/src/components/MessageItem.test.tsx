@@ -3,7 +3,7 @@ import userEvent from '@testing-library/user-event';
 import { describe, expect, it, vi } from 'vitest';
 import type { Message } from '../api/types';
 import { msg } from '../test/fixtures';
-import { canContinue, groupSources, MessageItem } from './MessageItem';
+import { canContinue, groupSources, MessageItem, messageDetails } from './MessageItem';
 import { MessageList } from './MessageList';
 
 const base: Message = msg({ id: 'msg_1', content: 'Partial' });
@@ -162,5 +162,26 @@ describe('MessageList', () => {
   it('hides Continue while the answer streams', () => {
     list([user, { ...base, status: 'streaming' }]);
     expect(screen.queryByTestId('continue')).toBeNull();
+  });
+});
+
+describe('MessageItem details and limits', () => {
+  it('says when an answer was cut by its length limit', () => {
+    render(<MessageItem message={{ ...base, finish_reason: 'length' }} canRegenerate onRegenerate={vi.fn()} canContinue onContinue={vi.fn()} />);
+    expect(screen.getByTestId('message-length')).toHaveTextContent('Stopped at the length limit');
+    expect(screen.getByTestId('continue')).toBeInTheDocument();
+  });
+
+  it('details an answer: time, tokens, seconds and speed', () => {
+    const answer = {
+      ...base,
+      created_at: 1_700_000_000,
+      finished_at: 1_700_000_004,
+      usage: { prompt_tokens: 10, completion_tokens: 40, total_tokens: 50 },
+    };
+    expect(messageDetails(answer)).toMatch(/· 40 tokens · 4\.0 s · 10\.0 tokens\/s$/);
+    expect(messageDetails({ ...answer, role: 'user', usage: null })).not.toMatch(/tokens/);
+    render(<MessageItem message={answer} canRegenerate={false} onRegenerate={vi.fn()} />);
+    expect(screen.getByTestId('message-details')).toHaveTextContent('40 tokens');
   });
 });

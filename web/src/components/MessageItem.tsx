@@ -144,6 +144,19 @@ export function canContinue(message: Message): boolean {
   return message.finish_reason === 'length' || message.status === 'stopped' || message.status === 'failed';
 }
 
+/** A message's details line: when, and for an answer how many tokens and how fast. */
+export function messageDetails(message: Message): string {
+  const at = new Date(message.created_at * 1000);
+  const parts = [at.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' })];
+  const tokens = message.usage?.completion_tokens;
+  if (message.role === 'assistant' && tokens) {
+    parts.push(`${tokens} token${tokens === 1 ? '' : 's'}`);
+    const seconds = message.finished_at ? message.finished_at - message.created_at : 0;
+    if (seconds > 0.05) parts.push(`${seconds.toFixed(1)} s`, `${(tokens / seconds).toFixed(1)} tokens/s`);
+  }
+  return parts.join(' · ');
+}
+
 /** The files an answer used, one entry per file name with how much of it was used. */
 export function groupSources(sources: Source[]): { name: string; whole: boolean; parts: number }[] {
   const byName = new Map<string, { name: string; whole: boolean; parts: number }>();
@@ -224,6 +237,11 @@ export function MessageItem({
             ) : null}
             {streaming && message.content ? <span className="cursor" aria-hidden="true" /> : null}
           </div>
+          {!isUser && status === 'complete' && message.finish_reason === 'length' ? (
+            <div className="badge badge-stopped" data-testid="message-length" role="status">
+              Stopped at the length limit
+            </div>
+          ) : null}
           {status === 'stopped' || status === 'failed' ? (
             <div className={`badge badge-${status}`} data-testid="message-status" role="status">
               {status === 'stopped' ? 'Stopped' : `Failed: ${message.error || 'the answer could not be generated'}`}
@@ -263,6 +281,11 @@ export function MessageItem({
               {onSwitchBranch ? (
                 <BranchSwitcher message={message} disabled={!canBranch} onSwitch={onSwitchBranch} onDelete={onDeleteBranch} />
               ) : null}
+            </div>
+          ) : null}
+          {!streaming && message.id !== 'pending-user-message' ? (
+            <div className="message-details" data-testid="message-details">
+              {messageDetails(message)}
             </div>
           ) : null}
           {!isUser && !streaming ? (

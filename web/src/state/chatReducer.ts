@@ -155,6 +155,7 @@ function localUserMessage(
     finish_reason: null,
     error: null,
     created_at: Date.now() / 1000,
+    finished_at: null,
   };
 }
 

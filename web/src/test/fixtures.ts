@@ -31,6 +31,7 @@ export const msg = (over: Partial<Message>): Message => {
     finish_reason: null,
     error: null,
     created_at: 1,
+    finished_at: null,
     ...over,
   };
 };

@@ -8,7 +8,10 @@ import { ChatView } from './ChatView';
 import { KeysPage } from './KeysPage';
 import { Sidebar } from './Sidebar';
 import { StatusPage } from './StatusPage';
+import { ShortcutsDialog, useShortcuts } from './Shortcuts';
 import { ConnectionStatus, Toasts } from './Toasts';
+
+const focusComposer = () => document.getElementById('composer-input')?.focus();
 
 const NARROW = '(max-width: 767px)';
 
@@ -46,6 +49,24 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
     [auth, chat],
   );
 
+  const [helpOpen, setHelpOpen] = useState(false);
+  useShortcuts({
+    newChat: () => {
+      setPage('chat');
+      void chat.newChat();
+    },
+    focusComposer: () => {
+      setPage('chat');
+      setTimeout(focusComposer, 0);
+    },
+    stop: () => {
+      if (page !== 'chat' || !chat.currentTurn) return false;
+      chat.stop();
+      return true;
+    },
+    showHelp: () => setHelpOpen(true),
+  });
+
   // The browser tab says where you are: the open chat's title, or the page.
   const chatTitle = chat.current?.title;
   useEffect(() => {
@@ -64,6 +85,19 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
 
   return (
     <div className={`app${sidebarOpen ? ' sidebar-open' : ' sidebar-closed'}`}>
+      {/* The first Tab stop: past the chat list, straight to the message box. */}
+      <a
+        className="skip-link"
+        data-testid="skip-to-composer"
+        href="#composer-input"
+        onClick={(e) => {
+          e.preventDefault();
+          setPage('chat');
+          setTimeout(focusComposer, 0);
+        }}
+      >
+        Skip to the message box
+      </a>
       <Sidebar
         open={sidebarOpen}
         conversations={chat.state.conversations}
@@ -101,6 +135,7 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
           closeOnPhone();
         }}
         onToggleTheme={toggleTheme}
+        onShowShortcuts={() => setHelpOpen(true)}
         onLogout={() => void auth.signOut()}
       />
       {narrow && sidebarOpen ? <div className="scrim" onClick={closeOnPhone} aria-hidden="true" /> : null}
@@ -119,6 +154,7 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
         )}
       </main>
       <Toasts toasts={chat.state.toasts} onDismiss={chat.dismissToast} />
+      {helpOpen ? <ShortcutsDialog onClose={() => setHelpOpen(false)} /> : null}
     </div>
   );
 }

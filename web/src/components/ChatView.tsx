@@ -20,6 +20,15 @@ export function ChatView({ onToggleSidebar }: { onToggleSidebar: () => void }) {
   const uploads = useUploads();
   const [dragging, setDragging] = useState(false);
   const [settingsOpen, setSettingsOpen] = useState(false);
+  // ↑ in the empty composer: the last question opens in its editor.
+  const [editRequest, setEditRequest] = useState<string | null>(null);
+  const editLast = () => {
+    if (generating) return false;
+    const last = [...state.messages].reverse().find((m) => m.role === 'user' && m.id !== 'pending-user-message');
+    if (!last) return false;
+    setEditRequest(last.id);
+    return true;
+  };
   // Only this conversation's own answer blocks its composer; others may generate meanwhile.
   const generating = currentTurn !== null;
 
@@ -126,6 +135,8 @@ export function ChatView({ onToggleSidebar }: { onToggleSidebar: () => void }) {
           onSwitchBranch={(id) => void chat.switchBranch(id)}
           onDeleteBranch={(id) => void chat.deleteBranch(id)}
           onEdit={chat.edit}
+          editRequest={editRequest}
+          onEditOpened={() => setEditRequest(null)}
         />
       )}
 
@@ -139,6 +150,7 @@ export function ChatView({ onToggleSidebar }: { onToggleSidebar: () => void }) {
           onAttach={uploads.add}
           onRemoveUpload={uploads.remove}
           autoFocusKey={state.currentId}
+          onEditLast={editLast}
         />
         <p className="composer-hint" id="composer-hint">
           Enter to send · Shift+Enter for a new line · Answers can be wrong.

@@ -15,10 +15,22 @@ interface Props {
   onRemoveUpload: (key: number) => void;
   /** The open conversation: the composer holds its own draft for each (null: none yet). */
   autoFocusKey?: string | null;
+  /** ↑ in the empty box: edit the last message sent; false when there is none to edit. */
+  onEditLast?: () => boolean;
 }
 
 /** The message form: Enter sends, Shift+Enter is a new line. */
-export function Composer({ generating, stopping, uploads, onSend, onStop, onAttach, onRemoveUpload, autoFocusKey }: Props) {
+export function Composer({
+  generating,
+  stopping,
+  uploads,
+  onSend,
+  onStop,
+  onAttach,
+  onRemoveUpload,
+  autoFocusKey,
+  onEditLast,
+}: Props) {
   const draftKey = autoFocusKey ?? null;
   const [text, setTextState] = useState(() => loadDraft(draftKey));
   const [shownKey, setShownKey] = useState(draftKey);
@@ -66,6 +78,8 @@ export function Composer({ generating, stopping, uploads, onSend, onStop, onAtta
     if (e.key === 'Enter' && !e.shiftKey && !e.nativeEvent.isComposing) {
       e.preventDefault();
       void submit();
+    } else if (e.key === 'ArrowUp' && !text && !e.shiftKey && !e.altKey && !e.metaKey && !e.ctrlKey) {
+      if (onEditLast?.()) e.preventDefault();
     }
   };
 

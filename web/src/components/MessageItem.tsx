@@ -1,4 +1,4 @@
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
 import type { Attachment, Message, Source } from '../api/types';
 import { ConfirmDialog } from './ConfirmDialog';
 import { CopyButton } from './CopyButton';
@@ -20,6 +20,9 @@ interface Props {
   onSwitchBranch?: (messageId: string) => void;
   /** Delete this message and what follows it (asks first). */
   onDeleteBranch?: (messageId: string) => void;
+  /** Open the editor now (↑ in the empty composer); `onEditOpened` says it did. */
+  editNow?: boolean;
+  onEditOpened?: () => void;
   /** The message a search opened the conversation at: marked. */
   focused?: boolean;
   /** Ask this question again with new text (a new branch); false when it was not sent. */
@@ -180,8 +183,15 @@ export function MessageItem({
   onDeleteBranch,
   onEdit,
   focused = false,
+  editNow = false,
+  onEditOpened,
 }: Props) {
   const [editing, setEditing] = useState(false);
+  useEffect(() => {
+    if (!editNow) return;
+    if (onEdit && canBranch) setEditing(true);
+    onEditOpened?.();
+  }, [editNow, onEdit, canBranch, onEditOpened]);
   const { role, status } = message;
   const isUser = role === 'user';
   const streaming = status === 'streaming';

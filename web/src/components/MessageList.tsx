@@ -14,6 +14,9 @@ interface Props {
   onSwitchBranch?: (messageId: string) => void;
   onDeleteBranch?: (messageId: string) => void;
   onEdit?: (messageId: string, content: string, attachments: Attachment[]) => boolean;
+  /** A message whose editor should open now (↑ in the empty composer). */
+  editRequest?: string | null;
+  onEditOpened?: () => void;
 }
 
 /** The selected conversation's messages; keeps the newest in view while the reader is at the bottom. */
@@ -27,6 +30,8 @@ export function MessageList({
   onSwitchBranch,
   onDeleteBranch,
   onEdit,
+  editRequest = null,
+  onEditOpened,
 }: Props) {
   const ref = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
@@ -73,6 +78,8 @@ export function MessageList({
             onSwitchBranch={onSwitchBranch}
             onDeleteBranch={onDeleteBranch}
             onEdit={onEdit}
+            editNow={editRequest === m.id}
+            onEditOpened={onEditOpened}
           />
         );
       })}

@@ -33,6 +33,7 @@ interface Props {
   /** Shown to admins only. */
   onOpenStatus: () => void;
   onToggleTheme: () => void;
+  onShowShortcuts?: () => void;
   onLogout: () => void;
 }
 
@@ -240,6 +241,14 @@ export function Sidebar(props: Props) {
           >
             <PulseIcon />
             <span>Status</span>
+          </button>
+        ) : null}
+        {props.onShowShortcuts ? (
+          <button type="button" className="side-btn" data-testid="open-shortcuts" onClick={props.onShowShortcuts}>
+            <span className="key-glyph" aria-hidden="true">
+              ?
+            </span>
+            <span>Keyboard shortcuts</span>
           </button>
         ) : null}
         <button

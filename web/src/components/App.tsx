@@ -2,6 +2,7 @@ import { useCallback, useEffect, useState } from 'react';
 import { ApiError } from '../api/rest';
 import { useAuth } from '../state/auth';
 import { ChatProvider, useChat } from '../state/ChatProvider';
+import { parseRoute, useRouteSync, type Page } from '../state/route';
 import { useTheme, type Theme } from '../state/theme';
 import { AuthScreen } from './AuthScreen';
 import { ChatView } from './ChatView';
@@ -34,7 +35,12 @@ function Workspace({ theme, toggleTheme }: { theme: Theme; toggleTheme: () => vo
   // Two states, so that a passing change of width (rotation, a screenshot) never reopens the list.
   const [desktopOpen, setDesktopOpen] = useState(true);
   const [phoneOpen, setPhoneOpen] = useState(false);
-  const [page, setPage] = useState<'chat' | 'keys' | 'status'>('chat');
+  const [page, setPage] = useState<Page>(() => parseRoute(window.location.hash).page);
+  // Back and Forward (state/route.ts): every page and conversation has its own address.
+  useRouteSync({ page, conversationId: page === 'chat' ? chat.state.currentId : null }, (route) => {
+    setPage(route.page);
+    if (route.page === 'chat' && route.conversationId !== chat.state.currentId) chat.select(route.conversationId);
+  });
   const sidebarOpen = narrow ? phoneOpen : desktopOpen;
 
   const isNarrowNow = () => window.matchMedia?.(NARROW).matches ?? narrow;

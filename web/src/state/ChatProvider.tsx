@@ -9,6 +9,7 @@ import type {
   ConversationWithMessages,
   ServerFrame,
 } from '../api/types';
+import { parseRoute } from './route';
 import { chatReducer, initialChatState, nextToastId, type ChatState, type Turn } from './chatReducer';
 
 export interface ChatActions {
@@ -65,7 +66,11 @@ function makeSocket(handlers: {
 }
 
 export function ChatProvider({ children, onUnauthorized }: Props) {
-  const [state, dispatch] = useReducer(chatReducer, initialChatState);
+  // A page loaded on `#/c/<id>` opens that conversation from the first render.
+  const [state, dispatch] = useReducer(chatReducer, initialChatState, (s) => {
+    const id = parseRoute(window.location.hash).conversationId;
+    return id ? { ...s, currentId: id, loading: true } : s;
+  });
   const socketRef = useRef<ChatSocket | null>(null);
   const stateRef = useRef(state);
   stateRef.current = state;
@@ -183,20 +188,11 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
     void loadList();
   }, [loadList]);
 
-  // The address remembers the open conversation, so a reload (or a bookmark) comes back to it.
+  // The address (state/route.ts) opened a conversation: load it.
+  const openedAt = useRef(state.currentId);
   useEffect(() => {
-    const id = /^#\/c\/(conv_[0-9a-f]+)$/.exec(window.location.hash)?.[1];
-    if (id) {
-      dispatch({ type: 'conversation/select', id });
-      void loadConversation(id);
-    }
+    if (openedAt.current) void loadConversation(openedAt.current);
   }, [loadConversation]);
-  useEffect(() => {
-    const hash = state.currentId ? `#/c/${state.currentId}` : '';
-    if (window.location.hash !== hash) {
-      window.history.replaceState(null, '', `${window.location.pathname}${window.location.search}${hash}`);
-    }
-  }, [state.currentId]);
 
   // A missed delta: the `resume` answer carries the whole text so far.
   const gapResumed = useRef(new Set<string>());

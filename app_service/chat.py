@@ -203,7 +203,13 @@ class ChatTurn:
             store.reopen_message(conn, answer_id)
         else:
             answer_id = store.add_message(
-                conn, req.conversation_id, "assistant", "", "streaming", parent_id=question["id"]
+                conn,
+                req.conversation_id,
+                "assistant",
+                "",
+                "streaming",
+                parent_id=question["id"],
+                model=settings["model"],
             )
         self.turn.begin(self._message(store.get_message(conn, answer_id)))
         self._stream_answer(conn, answer_id, settings, context.messages, context.sources, prefix)

@@ -52,6 +52,7 @@ def message_dict(row: sqlite3.Row, sibling_ids: list[str] | None = None) -> dict
         "error": row["error"],
         "created_at": row["created_at"],
         "finished_at": row["finished_at"],
+        "model": row["model"],
     }
 
 
@@ -210,9 +211,10 @@ def add_message(
     attachments: list[dict[str, Any]] | None = None,
     *,
     parent_id: str | None,
+    model: str | None = None,
 ) -> str:
     """Add a message below `parent_id` (None: a first message) and make it the active leaf
-    (its own transaction: it is on disk when this returns)."""
+    (its own transaction: it is on disk when this returns); an answer names its `model`."""
     message_id = new_id("msg")
     with transaction(conn):
         seq = conn.execute(
@@ -221,7 +223,7 @@ def add_message(
         ).fetchone()[0]
         conn.execute(
             "INSERT INTO messages (id, conversation_id, parent_id, seq, role, content, status, "
-            "attachments, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "attachments, created_at, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 message_id,
                 conversation_id,
@@ -232,6 +234,7 @@ def add_message(
                 status,
                 json.dumps(attachments or []),
                 now(),
+                model,
             ),
         )
         set_active_leaf(conn, conversation_id, message_id)
@@ -251,8 +254,8 @@ def insert_imported_message(
     """One message of an import (importer.py), in the caller's transaction."""
     conn.execute(
         "INSERT INTO messages (id, conversation_id, parent_id, seq, role, content, status, "
-        "attachments, sources, usage, finish_reason, error, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "attachments, sources, usage, finish_reason, error, created_at, finished_at, model) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             message_id,
             conversation_id,
@@ -267,6 +270,8 @@ def insert_imported_message(
             message.finish_reason,
             message.error,
             message.created_at,
+            message.finished_at,
+            message.model,
         ),
     )
 

@@ -154,6 +154,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE messages ADD COLUMN finished_at REAL;
     """,
+    # Which model wrote an answer: a conversation may switch models between turns, and the
+    # page says who answered. Answers stored before (and questions) have none.
+    """
+    ALTER TABLE messages ADD COLUMN model TEXT;
+    """,
 ]
 
 

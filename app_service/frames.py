@@ -159,6 +159,7 @@ class Message(BaseModel):
     error: str | None
     created_at: float
     finished_at: float | None  # when an answer ended; null while it streams, and for questions
+    model: str | None  # the model that wrote an answer; null for questions and older answers
 
 
 class Conversation(BaseModel):

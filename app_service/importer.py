@@ -49,6 +49,8 @@ class ImportedMessage:
     usage: dict[str, int] | None = None
     finish_reason: str | None = None
     error: str | None = None
+    finished_at: float | None = None
+    model: str | None = None
 
 
 @dataclass
@@ -95,6 +97,8 @@ class ExportedMessage(_Lenient):
     finish_reason: Literal["stop", "length"] | None = None
     error: str | None = Field(None, max_length=10_000)
     created_at: float | None = None
+    finished_at: float | None = None
+    model: str | None = Field(None, max_length=200)
 
 
 class ExportedConversation(_Lenient):
@@ -130,6 +134,8 @@ def from_chatstack(data: dict[str, Any]) -> ImportedConversation:
             error=m.error
             if m.status != "streaming"
             else "It was still being written when exported.",
+            finished_at=m.finished_at if m.status != "streaming" else None,
+            model=m.model,
         )
         for m in exported.messages
     ]
@@ -211,6 +217,14 @@ def gpt_text(message: GPTMessage) -> str | None:
     return text if text.strip() else None
 
 
+def gpt_model(message: GPTMessage) -> str | None:
+    """The model ChatGPT says wrote an answer (`metadata.model_slug`), when it says so."""
+    slug = message.metadata.get("model_slug")
+    if message.author.role != "assistant" or not isinstance(slug, str) or not slug.strip():
+        return None
+    return slug.strip()[:200]
+
+
 def from_chatgpt(data: dict[str, Any]) -> ImportedConversation:
     exported = GPTConversation.model_validate(data)
     nodes = exported.mapping
@@ -239,6 +253,7 @@ def from_chatgpt(data: dict[str, Any]) -> ImportedConversation:
                 role=node.message.author.role,
                 content=text,
                 created_at=node.message.create_time or exported.create_time or stamp,
+                model=gpt_model(node.message),
             )
         )
     active = kept.get(exported.current_node) if exported.current_node else None

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import RunningServer, start_model_api
+from tests.servers import RunningServer, serving, start_model_api
 
 API_KEY = "test-model-api-key"
 MODEL = "SmolLM2-135M-Instruct"
@@ -18,8 +18,4 @@ def model_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServe
     server = start_model_api(
         tmp_path_factory.mktemp("model_api"), MODEL_API_KEY=API_KEY, MODEL_API_MAX_BODY_MB="1"
     )
-    try:
-        server.wait_healthy()
-        yield server
-    finally:
-        server.stop()
+    yield from serving(server)

@@ -91,7 +91,13 @@ def chatgpt_export() -> list[dict[str, Any]]:
             ),
             "a-porto-1": _node("a-porto-1", "q-porto", [], "assistant", "Day 1: Ribeira.", 9),
             "a-porto-2": _node(
-                "a-porto-2", "q-porto", [], "assistant", "Start at Livraria Lello.", 10
+                "a-porto-2",
+                "q-porto",
+                [],
+                "assistant",
+                "Start at Livraria Lello.",
+                10,
+                metadata={"model_slug": "gpt-4o"},
             ),
         },
     }

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
@@ -71,6 +72,15 @@ class RunningServer:
                 self.proc.wait()
         if not self._log.closed:
             self._log.close()
+
+
+def serving(server: RunningServer, health_path: str = "/health") -> Iterator[RunningServer]:
+    """Wait until `server` is healthy, yield it, stop it: `yield from` it in a fixture."""
+    try:
+        server.wait_healthy(health_path)
+        yield server
+    finally:
+        server.stop()
 
 
 def wait_for_idle_model(model_api: RunningServer, within: float = 20) -> dict:

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from tests.e2e.browser import ConsoleWatch, launch
-from tests.e2e.stack import Site, build_web, fresh_run_dir, fresh_web_root, start_site
+from tests.e2e.stack import Site, build_web, fresh_web_root, running_site
 from tests.e2e.ui import Tab
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -21,19 +21,22 @@ ACTION_TIMEOUT_MS = 20_000
 
 
 @pytest.fixture(scope="session")
-def site(tmp_path_factory: pytest.TempPathFactory, model_api) -> Iterator[Site]:
-    web_root, run_dir = fresh_web_root(), fresh_run_dir()
+def web_root() -> Iterator[Path]:
+    """The web app, built once per session, where nginx's workers can read it."""
+    root = fresh_web_root()
     try:
-        build_web(web_root)
-        running = start_site(tmp_path_factory.mktemp("e2e"), model_api.url, web_root, run_dir)
-        try:
-            yield running
-        finally:
-            running.nginx.stop()
-            running.app.stop()
+        build_web(root)
+        yield root
     finally:
-        shutil.rmtree(web_root, ignore_errors=True)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory, model_api, web_root: Path) -> Iterator[Site]:
+    """The stack most tests share; a module that needs another (more upstreams) overrides
+    this fixture with its own `running_site`."""
+    with running_site(tmp_path_factory.mktemp("e2e"), model_api.url, web_root) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

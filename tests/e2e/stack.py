@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +124,22 @@ def start_site(tmp: Path, model_api_url: str, web_root: Path, run_dir: Path) -> 
         app.stop()
         raise
     return Site(nginx=nginx, app=app, ca=certs / "ca.pem", max_upload_mb=MAX_UPLOAD_MB)
+
+
+@contextmanager
+def running_site(tmp: Path, model_api_urls: str, web_root: Path) -> Iterator[Site]:
+    """A whole site (its own app service and nginx) in front of `model_api_urls` (comma
+    separated), stopped on the way out."""
+    run_dir = fresh_run_dir()
+    try:
+        site = start_site(tmp, model_api_urls, web_root, run_dir)
+        try:
+            yield site
+        finally:
+            site.nginx.stop()
+            site.app.stop()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def fresh_web_root() -> Path:

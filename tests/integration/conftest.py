@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import API_KEY, MODEL  # noqa: F401 - re-exported for the tests
-from tests.servers import RunningServer, start_app_service, start_model_api
+from tests.servers import RunningServer, serving, start_app_service, start_model_api
 
 PASSWORD = "correct horse battery"
 
@@ -43,11 +43,7 @@ def float32_model_api(
         QUANTIZATION="none",
         DTYPE="float32",
     )
-    try:
-        server.wait_healthy()
-        yield server
-    finally:
-        server.stop()
+    yield from serving(server)
 
 
 @pytest.fixture(scope="session")

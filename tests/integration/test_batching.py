@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.integration.conftest import API_KEY, MODEL
-from tests.servers import RunningServer, start_model_api, wait_for_idle_model
+from tests.servers import RunningServer, serving, start_model_api, wait_for_idle_model
 
 BATCH, QUEUE = 4, 2
 QUESTIONS = [
@@ -33,11 +33,7 @@ def batching_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
         MAX_BATCH_SIZE=str(BATCH),
         MAX_WAITING=str(QUEUE),
     )
-    try:
-        server.wait_healthy()
-        yield server
-    finally:
-        server.stop()
+    yield from serving(server)
 
 
 @pytest.fixture

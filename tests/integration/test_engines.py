@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.integration.conftest import API_KEY, MODEL
-from tests.servers import RunningServer, start_model_api
+from tests.servers import RunningServer, serving, start_model_api
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 GREEDY = {
@@ -30,11 +30,7 @@ def sequential_fp32_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ru
         ENGINE="sequential",
         QUANTIZATION="none",
     )
-    try:
-        server.wait_healthy()
-        yield server
-    finally:
-        server.stop()
+    yield from serving(server)
 
 
 def whole_answer(url: str) -> str:

@@ -29,6 +29,7 @@ def shape(exported: dict) -> list[tuple]:
     """A tree independent of ids: each message's parent as an index, its fields."""
     index = {m["id"]: i for i, m in enumerate(exported["messages"])}
     fields = ("role", "content", "status", "attachments", "sources", "usage", "finish_reason")
+    fields += ("created_at", "finished_at", "model")
     return [
         (index.get(m["parent_id"]), *(json.dumps(m[f], sort_keys=True) for f in fields))
         for m in exported["messages"]
@@ -51,6 +52,7 @@ def test_a_chatgpt_export_keeps_its_branches_and_the_branch_shown(app) -> None: 
     assert [m["content"] for m in shown] == ["Plan a weekend in Porto", "Start at Livraria Lello."]
     assert len(shown[0]["sibling_ids"]) == 2  # the question was edited
     assert len(shown[1]["sibling_ids"]) == 2  # the answer regenerated
+    assert (shown[0]["model"], shown[1]["model"]) == (None, "gpt-4o")  # who answered, kept
     whole = tree(client, trip["id"])["messages"]
     assert [m["content"] for m in whole] == [
         "Plan a weekend in Lisbon",

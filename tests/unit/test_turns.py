@@ -29,6 +29,7 @@ MESSAGE = {
     "error": None,
     "created_at": 1.0,
     "finished_at": None,
+    "model": None,
 }
 
 

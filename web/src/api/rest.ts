@@ -94,8 +94,8 @@ export const listConversations = (q = '') =>
     q ? `/api/conversations?q=${encodeURIComponent(q)}` : '/api/conversations',
   ).then((r) => r.conversations);
 
-export const createConversation = () =>
-  request<ConversationWithMessages>('POST', '/api/conversations', {});
+export const createConversation = (fields: Partial<ConversationSettings> = {}) =>
+  request<ConversationWithMessages>('POST', '/api/conversations', fields);
 
 export const getConversation = (id: string) =>
   request<ConversationWithMessages>('GET', `/api/conversations/${encodeURIComponent(id)}`);
@@ -136,11 +136,12 @@ export const exportUrl = (id: string, format: 'md' | 'json') =>
 
 export const getHealth = () => request<Health>('GET', '/api/health');
 
-/** Model ids offered for chats: the union of every upstream's list. */
+/** Model ids offered for chats: the union of the healthy upstreams' lists (a down one
+ * keeps the models it last listed, which nobody can use until it is back). */
 export async function listModels(): Promise<string[]> {
   const health = await getHealth();
   const ids = new Set<string>();
-  for (const up of health.model_api?.upstreams ?? []) for (const m of up.models ?? []) ids.add(m);
+  for (const up of health.model_api?.upstreams ?? []) if (up.healthy) for (const m of up.models ?? []) ids.add(m);
   return [...ids].sort();
 }
 

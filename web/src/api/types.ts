@@ -68,6 +68,8 @@ export interface Message {
   created_at: number;
   /** When an answer ended (with `created_at`, how long it took); null while it streams. */
   finished_at: number | null;
+  /** The model that wrote an answer; null for questions and answers stored before it was kept. */
+  model: string | null;
 }
 
 export interface ConversationWithMessages extends Conversation {

@@ -1,10 +1,12 @@
 import { useState, type DragEvent } from 'react';
 import { exportUrl } from '../api/rest';
 import { useChat } from '../state/ChatProvider';
+import { useModels } from '../state/keys';
 import { useUploads } from '../state/uploads';
 import { Composer } from './Composer';
 import { DownloadIcon, MenuIcon, SlidersIcon } from './icons';
 import { MessageList } from './MessageList';
+import { ModelPicker } from './ModelPicker';
 import { SettingsDialog } from './SettingsDialog';
 
 const SUGGESTIONS = [
@@ -20,6 +22,7 @@ export function ChatView({ onToggleSidebar }: { onToggleSidebar: () => void }) {
   const uploads = useUploads();
   const [dragging, setDragging] = useState(false);
   const [settingsOpen, setSettingsOpen] = useState(false);
+  const models = useModels();
   // ↑ in the empty composer: the last question opens in its editor.
   const [editRequest, setEditRequest] = useState<string | null>(null);
   const editLast = () => {
@@ -84,9 +87,21 @@ export function ChatView({ onToggleSidebar }: { onToggleSidebar: () => void }) {
         <h1 className="chat-title" title={current?.title}>
           {current?.title ?? 'New chat'}
         </h1>
+        <ModelPicker
+          models={models}
+          value={current ? current.model : chat.newChatModel}
+          onChange={(model) => {
+            if (current) void chat.saveSettings(current.id, { model });
+            else chat.setNewChatModel(model);
+          }}
+        />
         {current ? (
           <div className="header-actions">
-            {current.model ? <span className="model-pill" title="Model">{current.model}</span> : null}
+            {current.model && models.length < 2 ? (
+              <span className="model-pill" title="Model">
+                {current.model}
+              </span>
+            ) : null}
             <button
               type="button"
               className="icon-btn"

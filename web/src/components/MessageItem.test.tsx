@@ -172,7 +172,7 @@ describe('MessageItem details and limits', () => {
     expect(screen.getByTestId('continue')).toBeInTheDocument();
   });
 
-  it('details an answer: time, tokens, seconds and speed', () => {
+  it('details an answer: time, model, tokens, seconds and speed', () => {
     const answer = {
       ...base,
       created_at: 1_700_000_000,
@@ -181,6 +181,7 @@ describe('MessageItem details and limits', () => {
     };
     expect(messageDetails(answer)).toMatch(/· 40 tokens · 4\.0 s · 10\.0 tokens\/s$/);
     expect(messageDetails({ ...answer, role: 'user', usage: null })).not.toMatch(/tokens/);
+    expect(messageDetails({ ...answer, model: 'SmolLM2' })).toMatch(/· SmolLM2 · 40 tokens/);
     render(<MessageItem message={answer} canRegenerate={false} onRegenerate={vi.fn()} />);
     expect(screen.getByTestId('message-details')).toHaveTextContent('40 tokens');
   });

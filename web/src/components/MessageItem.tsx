@@ -147,10 +147,11 @@ export function canContinue(message: Message): boolean {
   return message.finish_reason === 'length' || message.status === 'stopped' || message.status === 'failed';
 }
 
-/** A message's details line: when, and for an answer how many tokens and how fast. */
+/** A message's details line: when, and for an answer which model, how many tokens and how fast. */
 export function messageDetails(message: Message): string {
   const at = new Date(message.created_at * 1000);
   const parts = [at.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' })];
+  if (message.role === 'assistant' && message.model) parts.push(message.model);
   const tokens = message.usage?.completion_tokens;
   if (message.role === 'assistant' && tokens) {
     parts.push(`${tokens} token${tokens === 1 ? '' : 's'}`);

@@ -34,6 +34,8 @@ export interface ChatActions {
   rename: (id: string, title: string) => Promise<boolean>;
   remove: (id: string) => Promise<boolean>;
   saveSettings: (id: string, settings: Partial<ConversationSettings>) => Promise<boolean>;
+  /** The model the next new chat is made with ('' the default), chosen before it exists. */
+  setNewChatModel: (model: string) => void;
   notify: (text: string, kind?: 'error' | 'info') => void;
   dismissToast: (id: number) => void;
   /** Open the socket again after the server ended it (too many tabs). */
@@ -46,6 +48,7 @@ export interface ChatValue extends ChatActions {
   /** The open conversation's answer in progress (it blocks the composer), if any. */
   currentTurn: Turn | null;
   search: string;
+  newChatModel: string;
   /** Why the server ended this tab's socket, while it stays ended. */
   endedReason: string | null;
 }
@@ -247,12 +250,16 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
   // One creation at a time: a message sent while "New chat" is still being created must
   // land in that conversation, not in a second one.
   const creating = useRef<Promise<string | null> | null>(null);
+  const [newChatModel, setNewChatModel] = useState('');
+  const newChatModelRef = useRef(newChatModel);
+  newChatModelRef.current = newChatModel;
 
   const createConversation = useCallback((): Promise<string | null> => {
     if (creating.current) return creating.current;
     const pending = (async () => {
       try {
-        const conversation = await rest.createConversation();
+        const model = newChatModelRef.current;
+        const conversation = await rest.createConversation(model ? { model } : {});
         dispatch({ type: 'conversation/upsert', conversation });
         dispatch({ type: 'conversation/select', id: conversation.id });
         dispatch({ type: 'conversation/loaded', conversation });
@@ -462,6 +469,7 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
       current,
       currentTurn,
       search,
+      newChatModel,
       select,
       newChat,
       setSearch,
@@ -476,6 +484,7 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
       rename,
       remove,
       saveSettings,
+      setNewChatModel,
       notify,
       dismissToast,
       reconnect,
@@ -486,6 +495,7 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
       current,
       currentTurn,
       search,
+      newChatModel,
       select,
       newChat,
       setSearch,
@@ -500,6 +510,7 @@ export function ChatProvider({ children, onUnauthorized }: Props) {
       rename,
       remove,
       saveSettings,
+      setNewChatModel,
       notify,
       dismissToast,
       reconnect,

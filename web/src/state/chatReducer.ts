@@ -156,6 +156,7 @@ function localUserMessage(
     error: null,
     created_at: Date.now() / 1000,
     finished_at: null,
+    model: null,
   };
 }
 

@@ -47,17 +47,25 @@ export function useApiKeys(onError: (e: unknown) => void) {
   return { keys, created, busy, create, revoke, dismissCreated: () => setCreated(null) };
 }
 
-/** Model ids for the settings dialog (from /api/health; /v1/models needs an API key). */
+/** How often the model list is read again: an upstream that comes or goes shows up. */
+const MODELS_REFRESH_MS = 60_000;
+
+/** Model ids for the picker and the settings dialog: what the app service's health loop
+ * already knows (GET /api/health answers from memory; /v1/models needs an API key). */
 export function useModels() {
   const [models, setModels] = useState<string[]>([]);
   useEffect(() => {
     let live = true;
-    rest.listModels().then(
-      (m) => live && setModels(m),
-      () => {},
-    );
+    const load = () =>
+      rest.listModels().then(
+        (m) => live && setModels((old) => (old.join('\n') === m.join('\n') ? old : m)),
+        () => {},
+      );
+    void load();
+    const timer = setInterval(() => void load(), MODELS_REFRESH_MS);
     return () => {
       live = false;
+      clearInterval(timer);
     };
   }, []);
   return models;

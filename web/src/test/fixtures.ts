@@ -32,6 +32,7 @@ export const msg = (over: Partial<Message>): Message => {
     error: null,
     created_at: 1,
     finished_at: null,
+    model: null,
     ...over,
   };
 };

@@ -61,7 +61,7 @@ def ensure_certs(settings: DeploySettings, *, force: bool = False) -> Path:
     With operator-provided TLS_CERT/TLS_KEY outside the managed files, only checks they exist.
     """
     certs_dir = settings.certs_dir
-    if not _managed(settings):
+    if not settings.uses_local_ca:
         for path, variable in ((settings.tls_cert, "TLS_CERT"), (settings.tls_key, "TLS_KEY")):
             if not path.is_file():
                 raise CertificateError(f"{variable}={path} does not exist")
@@ -100,13 +100,6 @@ def server_names(server_name: str) -> list[str]:
 
 
 # ---- internals ---------------------------------------------------------------------------
-
-
-def _managed(settings: DeploySettings) -> bool:
-    return (
-        settings.tls_cert == settings.certs_dir / SERVER_CERT
-        and settings.tls_key == settings.certs_dir / SERVER_KEY
-    )
 
 
 def _private_ca_key(certs_dir: Path, ca_dir: Path) -> Path:
@@ -281,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"certs: {cert} for {', '.join(server_names(settings.server_name))}")
     print(f"certs: expires {certificate_expiry(cert):%Y-%m-%d}")
-    if _managed(settings):
+    if settings.uses_local_ca:
         print(f"certs: trust {settings.certs_dir / CA_CERT} in your browser (docs/web-tier.md)")
     return 0
 

@@ -55,6 +55,7 @@ WEBSOCKET_TIMEOUT = "3600s"
 # one, a body between the two reaches the app, which refuses it by its Content-Length
 # without reading it, and nginx, still sending, answers 502 instead of the app's 413.
 UPLOAD_FRAMING_KB = 64
+CA_CERT_TYPE = "application/x-x509-ca-cert"
 IMMUTABLE = '"public, max-age=31536000, immutable"'
 GZIP_TYPES = (
     "text/css text/plain text/xml application/javascript application/json "
@@ -375,6 +376,7 @@ def _https_server(settings: DeploySettings, local: bool) -> Block:
             connections=f"ws_per_address {settings.ws_connections_per_address}",
         ),
         *_metrics_locations(settings, upstream),
+        *_ca_locations(settings, headers),
         *(_error_location(status, settings) for status in NGINX_ERRORS),
     ]
     options: dict[str, object] = {
@@ -396,6 +398,26 @@ def _https_server(settings: DeploySettings, local: bool) -> Block:
     if not local:
         options["set"] = f"$app_upstream {settings.app_upstream}"
     return Block("server", *sections, **options)
+
+
+def _ca_locations(settings: DeploySettings, headers: list[str]) -> list[Location]:
+    """With the local CA, its certificate (public, like any CA's) at /ca.pem: the API keys
+    page offers it, because programs do not trust it the way a clicked-through browser
+    does. Its type lets the page tell it from index.html, which any other path returns."""
+    if not settings.uses_local_ca:
+        return []
+    attachment = 'Content-Disposition "attachment; filename=chatstack-ca.pem" always'
+    return [
+        Location(
+            "= /ca.pem",
+            KeyValuesMultiLines(
+                "add_header", [*headers, attachment, "Cache-Control no-cache always"]
+            ),
+            Block("types"),
+            alias=str(settings.certs_dir / "ca.pem"),
+            default_type=CA_CERT_TYPE,
+        )
+    ]
 
 
 def _metrics_locations(settings: DeploySettings, upstream: str) -> list[Location]:

@@ -55,6 +55,15 @@ class DeploySettings:
             object.__setattr__(self, "ca_dir", self.certs_dir.parent / "ca")
 
     @property
+    def uses_local_ca(self) -> bool:
+        """The certificate is the one deploy/certs.py makes and signs with its own CA (not
+        TLS_CERT/TLS_KEY of the operator's): clients must be told to trust `ca.pem`."""
+        return (
+            self.tls_cert == self.certs_dir / "server.pem"
+            and self.tls_key == self.certs_dir / "server-key.pem"
+        )
+
+    @property
     def site_origin(self) -> str:
         port = "" if self.https_port == 443 else f":{self.https_port}"
         return f"https://{self.server_name}{port}"

@@ -90,7 +90,7 @@ def start_site(tmp: Path, model_api_url: str, web_root: Path, run_dir: Path) -> 
     """Certificates, the app service and nginx; waits until nginx reaches the app service.
     The caller stops site.nginx and site.app."""
     settings = loopback_settings(
-        tmp / "certs",
+        run_dir / "certs",  # where nginx's workers can read ca.pem, which /ca.pem serves
         web_root,
         run_dir,
         max_upload_mb=MAX_UPLOAD_MB,

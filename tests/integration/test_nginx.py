@@ -34,9 +34,9 @@ from tests.integration.nginx_server import (
     start_nginx,
     world_readable_dir,
 )
+from tests.npm_openai import npm_client_dir
 from tests.servers import RunningServer, start_app_service
 
-NPM_CLIENT = Path(__file__).parent / "npm_client"
 INDEX_HTML = "<!doctype html><title>chatstack</title><div id=root></div>"
 ASSET = "app-abc123.js"
 ASSET_JS = "export const greeting = 'hello from a hashed asset';\n" * 40
@@ -79,7 +79,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_api: RunningServer) ->
     for path in (web_root / "index.html", web_root / "assets" / ASSET):
         path.chmod(0o644)
     settings = loopback_settings(
-        tmp / "certs",
+        run_dir / "certs",  # where nginx's workers can read ca.pem, which /ca.pem serves
         web_root,
         run_dir,
         max_upload_mb=1,
@@ -254,6 +254,15 @@ def test_hashed_assets_are_cached_for_a_year_and_gzipped(stack: Stack) -> None:
     assert reply.headers["Content-Type"].startswith("application/javascript")
     assert reply.headers["Content-Encoding"] == "gzip"
     assert reply.text == ASSET_JS
+    assert_security_headers(reply, stack)
+
+
+def test_the_local_ca_downloads_from_ca_pem(stack: Stack) -> None:
+    reply = get(stack, "/ca.pem")
+    assert reply.status_code == 200
+    assert reply.content == stack.ca.read_bytes()
+    assert reply.headers["Content-Type"] == "application/x-x509-ca-cert"
+    assert "attachment" in reply.headers["Content-Disposition"]
     assert_security_headers(reply, stack)
 
 
@@ -480,20 +489,10 @@ def test_open_sockets_per_address_are_limited_with_a_json_429(stack: Stack) -> N
 
 
 def test_npm_openai_client_streams_through_nginx(stack: Stack) -> None:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    assert node and npm, "node and npm are needed for the openai npm client"
-    if not (NPM_CLIENT / "node_modules" / "openai").is_dir():
-        install = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=NPM_CLIENT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert install.returncode == 0, install.stdout + install.stderr
+    client_dir = npm_client_dir()
     run = subprocess.run(
-        [node, "stream.mjs"],
-        cwd=NPM_CLIENT,
+        ["node", "stream.mjs"],
+        cwd=client_dir,
         env={
             **os.environ,
             "OPENAI_BASE_URL": stack.url + "/v1",

@@ -257,6 +257,32 @@ def test_static_files_spa_fallback_and_caching(settings: DeploySettings) -> None
     assert "text/event-stream" not in args_of(http, "gzip_types")[0]
 
 
+@pytest.mark.parametrize("variant", ["local", "compose"])
+def test_the_local_ca_is_offered_at_ca_pem_only_when_it_signed_the_certificate(
+    settings: DeploySettings, certs: Path, tmp_path: Path, variant: str
+) -> None:
+    https = servers(parse(settings, variant))[1]
+    ca = block_of(https, "location = /ca.pem")
+    assert args_of(ca, "alias") == [[str(certs / "ca.pem")]]
+    assert args_of(ca, "default_type") == [["application/x-x509-ca-cert"]]
+    assert ["Cache-Control", "no-cache", "always"] in args_of(ca, "add_header")
+
+    # The operator's own certificate (TLS_CERT/TLS_KEY): nothing to trust by hand.
+    own = tmp_path / "own"
+    own.mkdir()
+    for name in ("server.pem", "server-key.pem"):
+        shutil.copy(certs / name, own / name)
+    operator = dataclasses.replace(
+        settings, tls_cert=own / "server.pem", tls_key=own / "server-key.pem"
+    )
+    assert not operator.uses_local_ca
+    https = servers(parse(operator, variant))[1]
+    assert not any(
+        isinstance(d, dict) and d.get("directive") == "location" and d["args"] == ["=", "/ca.pem"]
+        for d in https
+    )
+
+
 # ---- proxying ----------------------------------------------------------------------------
 
 PROXIED = (

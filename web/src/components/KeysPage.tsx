@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from 'react';
-import { useApiKeys, useModels } from '../state/keys';
+import { CA_URL, useApiKeys, useLocalCa, useModels } from '../state/keys';
 import type { ApiKey } from '../api/types';
 import { ConfirmDialog } from './ConfirmDialog';
 import { CopyButton } from './CopyButton';
@@ -23,6 +23,7 @@ client = OpenAI(base_url="${base}", api_key="cs-...")
 reply = client.chat.completions.create(
     model="${model}",
     messages=[{"role": "user", "content": "Say hello."}],
+    max_tokens=50,
 )
 print(reply.choices[0].message.content)`,
     node: `// npm install openai
@@ -32,9 +33,43 @@ const client = new OpenAI({ baseURL: "${base}", apiKey: "cs-..." });
 const reply = await client.chat.completions.create({
   model: "${model}",
   messages: [{ role: "user", content: "Say hello." }],
+  max_tokens: 50,
 });
 console.log(reply.choices[0].message.content);`,
   };
+}
+
+/** This site's certificate is signed by chatstack's own CA: a browser was clicked through,
+ * but a program refuses it (openai-python: APIConnectionError; Node: "self-signed
+ * certificate in certificate chain") until told to trust the CA. */
+export function TrustLocalCa() {
+  return (
+    <div className="trust-ca" data-testid="trust-ca">
+      <h3>This server uses its own certificate authority</h3>
+      <p className="muted small">
+        Programs don’t trust it until you tell them to; without that the examples above fail with a connection
+        error. Download the CA certificate, then point each program at the file:
+      </p>
+      <p>
+        <a className="btn" data-testid="ca-download" href={CA_URL} download="chatstack-ca.pem">
+          Download chatstack-ca.pem
+        </a>
+      </p>
+      <ul className="small">
+        <li>
+          Python (openai, httpx, requests): <code>SSL_CERT_FILE=chatstack-ca.pem python hello.py</code> — this
+          replaces the usual list for that process; for requests alone, <code>REQUESTS_CA_BUNDLE</code>.
+        </li>
+        <li>
+          Node.js: <code>NODE_EXTRA_CA_CERTS=chatstack-ca.pem node hello.mjs</code> — added to the usual list.
+        </li>
+        <li>
+          curl: <code>curl --cacert chatstack-ca.pem …</code>
+        </li>
+      </ul>
+      <p className="muted small">Or ask your administrator for a certificate from a public authority.</p>
+    </div>
+  );
 }
 
 /** Personal API keys for /v1: create (shown once), list, revoke; examples for the openai clients. */
@@ -43,6 +78,7 @@ export function KeysPage({ onBack, onToggleSidebar, onError }: Props) {
   const [revoking, setRevoking] = useState<ApiKey | null>(null);
   const [name, setName] = useState('');
   const models = useModels();
+  const localCa = useLocalCa();
   const examples = clientExamples(window.location.origin, models[0] ?? 'SmolLM2-135M-Instruct');
 
   const submit = async (e: FormEvent) => {
@@ -150,6 +186,7 @@ export function KeysPage({ onBack, onToggleSidebar, onError }: Props) {
           ))}
         </div>
         <p className="muted small">Replace <code>cs-...</code> with your key. List the models with <code>client.models.list()</code>.</p>
+        {localCa ? <TrustLocalCa /> : null}
       </div>
     </section>
   );

@@ -47,6 +47,26 @@ export function useApiKeys(onError: (e: unknown) => void) {
   return { keys, created, busy, create, revoke, dismissCreated: () => setCreated(null) };
 }
 
+/** Where nginx offers the local CA's certificate when it signed the site's (deploy/nginx.py). */
+export const CA_URL = '/ca.pem';
+
+/** Whether this site's certificate comes from chatstack's own local CA, which programs do not
+ * trust: nginx then serves it at /ca.pem as a certificate (any other path is index.html). */
+export function useLocalCa(): boolean {
+  const [local, setLocal] = useState(false);
+  useEffect(() => {
+    let live = true;
+    fetch(CA_URL, { method: 'HEAD', cache: 'no-store', credentials: 'omit' }).then(
+      (r) => live && setLocal(r.ok && (r.headers.get('content-type') ?? '').includes('x509')),
+      () => {},
+    );
+    return () => {
+      live = false;
+    };
+  }, []);
+  return local;
+}
+
 /** How often the model list is read again: an upstream that comes or goes shows up. */
 const MODELS_REFRESH_MS = 60_000;
 

@@ -40,10 +40,18 @@ def test_first_screen_explains_then_sign_up_log_out_and_log_in(tab: Tab) -> None
 
 def test_wrong_password_and_taken_username_are_said_in_words(tab: Tab) -> None:
     tab.open_signed_out()
+    # A first visit is not greeted as a return, and a bad form is said in words.
+    expect(tab.page.get_by_role("heading", level=1)).to_have_text("Sign in to chatstack")
+    tab.choose_auth_mode(create_account=True)
+    tab.submit_credentials("", "")
+    expect(tab.by("auth-error")).to_have_text(re.compile(r"^A username is 3–32 letters"))
+    tab.submit_credentials("ada", "short")
+    expect(tab.by("auth-error")).to_have_text("Use a password of at least 8 characters.")
     username = unique_name()
     tab.sign_up(username)
     tab.by("logout").click()
     expect(tab.by("auth-form")).to_be_visible()
+    expect(tab.page.get_by_role("heading", level=1)).to_have_text("Welcome back")
 
     tab.console.expect_http_error(401, "/api/auth/login")
     tab.choose_auth_mode(create_account=False)

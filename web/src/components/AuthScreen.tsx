@@ -1,5 +1,6 @@
 import { useState, type FormEvent } from 'react';
 import { ApiError } from '../api/rest';
+import { signedInBefore } from '../state/auth';
 import type { Theme } from '../state/theme';
 import { MoonIcon, SunIcon } from './icons';
 
@@ -10,9 +11,33 @@ interface Props {
   onSubmit: (mode: 'login' | 'register', username: string, password: string) => Promise<void>;
 }
 
+const USERNAME = /^[A-Za-z0-9_.-]{3,32}$/;
+const USERNAME_RULE = 'A username is 3–32 letters, digits, “_”, “.” or “-”.';
+const PASSWORD_RULE = 'Use a password of at least 8 characters.';
+
+/** What is wrong with the form, in words (the server would say the same, as a 400). */
+export function credentialsProblem(mode: 'login' | 'register', username: string, password: string): string | null {
+  if (mode === 'login') return username && password ? null : 'Enter your username and password.';
+  if (!USERNAME.test(username)) return USERNAME_RULE;
+  if (password.length < 8) return PASSWORD_RULE;
+  return null;
+}
+
+/** A refusal in words a person reads: the server's validation text names fields and
+ * pydantic rules ("String should have at least 1 character"). */
+export function authErrorText(err: unknown): string {
+  if (err instanceof ApiError) {
+    if (err.status === 400 && err.param === 'username') return USERNAME_RULE;
+    if (err.status === 400 && err.param === 'password') return PASSWORD_RULE;
+    return err.message;
+  }
+  return err instanceof Error ? err.message : 'Something went wrong.';
+}
+
 /** The first screen: sign in, or create an account (you are then signed in). */
 export function AuthScreen({ notice, theme, onToggleTheme, onSubmit }: Props) {
   const [mode, setMode] = useState<'login' | 'register'>('login');
+  const [returning] = useState(signedInBefore);
   const [username, setUsername] = useState('');
   const [password, setPassword] = useState('');
   const [error, setError] = useState<string | null>(null);
@@ -21,12 +46,14 @@ export function AuthScreen({ notice, theme, onToggleTheme, onSubmit }: Props) {
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
-    setError(null);
+    const problem = credentialsProblem(mode, username.trim(), password);
+    setError(problem);
+    if (problem) return;
     setBusy(true);
     try {
       await onSubmit(mode, username.trim(), password);
     } catch (err) {
-      setError(err instanceof ApiError || err instanceof Error ? err.message : 'Something went wrong.');
+      setError(authErrorText(err));
       setBusy(false);
     }
   };
@@ -49,7 +76,7 @@ export function AuthScreen({ notice, theme, onToggleTheme, onSubmit }: Props) {
           </span>
           chatstack
         </div>
-        <h1>{registering ? 'Create your account' : 'Welcome back'}</h1>
+        <h1>{registering ? 'Create your account' : returning ? 'Welcome back' : 'Sign in to chatstack'}</h1>
         <p className="muted">
           {registering
             ? 'Pick a username and a password to start chatting. You will be signed in right away.'

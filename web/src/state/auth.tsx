@@ -36,6 +36,25 @@ function writeHint(on: boolean): void {
   }
 }
 
+// Set once this browser has been signed in: only then does the sign-in form say "Welcome back".
+const SIGNED_IN_BEFORE = 'chatstack-signed-in-before';
+
+function rememberSignedIn(): void {
+  try {
+    localStorage.setItem(SIGNED_IN_BEFORE, '1');
+  } catch {
+    // storage refused (private mode): the greeting just stays neutral
+  }
+}
+
+export function signedInBefore(): boolean {
+  try {
+    return localStorage.getItem(SIGNED_IN_BEFORE) === '1';
+  } catch {
+    return false;
+  }
+}
+
 export function AuthProvider({ children }: { children: ReactNode }) {
   const [status, setStatus] = useState<AuthStatus>('loading');
   const [user, setUser] = useState<User | null>(null);
@@ -50,6 +69,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     rest.getMe().then(
       (me) => {
         writeHint(!!me);
+        if (me) rememberSignedIn();
         setUser(me);
         setStatus(me ? 'signedIn' : 'signedOut');
       },
@@ -62,6 +82,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   const signIn = useCallback(async (mode: 'login' | 'register', username: string, password: string) => {
     const u = mode === 'login' ? await rest.login(username, password) : await rest.register(username, password);
     writeHint(true);
+    rememberSignedIn();
     setNotice(null);
     setUser(u);
     setStatus('signedIn');

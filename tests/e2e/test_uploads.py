@@ -81,7 +81,15 @@ def test_too_large_and_wrong_type_files_are_refused_in_words(tab: Tab) -> None:
     errors = tab.by("upload-error").filter(has_text=wrong_type)
     expect(errors).to_have_count(2)
     tab.shot("upload-wrong-type")
-    for name in ("too-big.txt", "setup.exe", "archive.zip"):
+    # Refused before a byte is sent, saying what is accepted; the picker offers only those.
+    expect(errors.filter(has_text="setup.exe").or_(errors.first).first).to_contain_text(
+        "Accepted: .bash"
+    )
+    assert ".pdf" in tab.by("file-input").get_attribute("accept").split(",")
+    # A .txt that is not text: the server says so, not "type isn't supported".
+    tab.pick_files([("data.txt", "text/plain", bytes(range(256)) * 8)])
+    expect(tab.by("upload-error").filter(has_text="binary data")).to_be_visible()
+    for name in ("too-big.txt", "setup.exe", "archive.zip", "data.txt"):
         chip = tab.by("upload-chip").filter(has_text=name)
         if chip.count():
             expect(chip).to_have_attribute("data-state", "error")

@@ -1,13 +1,16 @@
 """Upload names and types, content checks, and text extraction in the limited child."""
 
+import re
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
 from app_service import extraction
 from app_service.extraction import (
+    KINDS,
     check_content,
     clean_text,
     extract_text,
@@ -313,3 +316,15 @@ def test_an_extractor_out_of_memory_reports_422(tmp_path):
     err = error_of(extract, tmp_path, "a.txt", "y" * 20_000_000, "text", memory_mb=64, max_chars=0)
     assert err.status == 422
     assert "more than 64 MiB of memory" in err.message
+
+
+def test_the_web_apps_accepted_extensions_are_the_servers() -> None:
+    """The file picker's `accept` and the refusal the page says before sending come from
+    web/src/api/uploads.ts's ACCEPTED_EXTENSIONS: it must list exactly KINDS."""
+    uploads_ts = Path(__file__).resolve().parents[2] / "web" / "src" / "api" / "uploads.ts"
+    block = re.search(
+        r"ACCEPTED_EXTENSIONS = \[(.*?)\];", uploads_ts.read_text(encoding="utf-8"), re.S
+    )
+    assert block, "ACCEPTED_EXTENSIONS not found in uploads.ts"
+    listed = re.findall(r"'([a-z0-9]+)'", block.group(1))
+    assert listed == sorted(KINDS)

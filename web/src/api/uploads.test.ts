@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { UploadError, uploadErrorMessage, uploadFile } from './uploads';
+import { ACCEPT_ATTRIBUTE, refusedType, UploadError, uploadErrorMessage, uploadFile } from './uploads';
 
 const body = (message: string, code = 'x') => ({ error: { message, type: 'invalid_request_error', param: 'file', code } });
 
@@ -28,8 +28,16 @@ describe('uploadErrorMessage', () => {
     expect(uploadErrorMessage(429, null)).toMatch(/Too many uploads at once/);
   });
 
-  it('says the type is not supported on 415', () => {
-    expect(uploadErrorMessage(415, body('Unsupported file type .exe; accepted: …'))).toBe("This file type isn't supported");
+  it("says on 415 what the server says (the accepted types, or content that isn't what its name says)", () => {
+    expect(uploadErrorMessage(415, body('The file has a .txt type but contains binary data.'))).toMatch(/binary data/);
+    expect(uploadErrorMessage(415, null)).toMatch(/^This file type isn't supported\. Accepted: \.bash, .*\.txt/);
+  });
+
+  it('refuses a type the server does not take before sending it, listing those it does', () => {
+    expect(refusedType('notes.TXT')).toBeNull();
+    expect(refusedType('setup.exe')).toMatch(/^This file type \(\.exe\) isn't supported\. Accepted: .*\.pdf/);
+    expect(refusedType('Makefile')).toMatch(/^A file without an extension/);
+    expect(ACCEPT_ATTRIBUTE.split(',')).toContain('.docx');
   });
 
   it("shows the server's message on 422", () => {

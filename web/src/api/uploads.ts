@@ -1,6 +1,27 @@
 /** File uploads (POST /api/files) with progress, via XMLHttpRequest for upload progress events. */
 import type { UploadedFile } from './types';
 
+/** The extensions the app service accepts (app_service/extraction.py KINDS; a unit test keeps
+ * the two lists equal): the file picker offers only these, and a refusal lists them. */
+export const ACCEPTED_EXTENSIONS = [
+  'bash', 'c', 'cc', 'cfg', 'cjs', 'cpp', 'css', 'csv', 'cxx', 'docx', 'go', 'h', 'hpp', 'htm', 'html',
+  'ini', 'java', 'js', 'json', 'jsx', 'kt', 'log', 'markdown', 'md', 'mjs', 'pdf', 'php', 'py', 'rb', 'rs',
+  'scss', 'sh', 'sql', 'toml', 'ts', 'tsv', 'tsx', 'txt', 'xml', 'yaml', 'yml',
+];
+
+/** The file input's `accept`: ".txt,.md,…". */
+export const ACCEPT_ATTRIBUTE = ACCEPTED_EXTENSIONS.map((e) => `.${e}`).join(',');
+
+const acceptedList = () => ACCEPTED_EXTENSIONS.map((e) => `.${e}`).join(', ');
+
+/** Why a file cannot be attached, said before sending a byte (the server says the same), or null. */
+export function refusedType(name: string): string | null {
+  const dot = name.lastIndexOf('.');
+  const ext = dot > 0 ? name.slice(dot + 1).toLowerCase() : '';
+  if (ACCEPTED_EXTENSIONS.includes(ext)) return null;
+  return `${ext ? `This file type (.${ext})` : 'A file without an extension'} isn't supported. Accepted: ${acceptedList()}.`;
+}
+
 /** The server's limit when its message does not name one (MAX_UPLOAD_MB's default). */
 export const DEFAULT_MAX_UPLOAD_MB = 20;
 /** How often an upload refused for too many at once (429 too_many_uploads) is sent again. */
@@ -49,7 +70,9 @@ export function uploadErrorMessage(status: number, body: unknown): string {
       return `File is too large (max ${limit} MB)`;
     }
     case 415:
-      return "This file type isn't supported";
+      // The server says which: an extension it does not take (listing those it does), or
+      // content that is not what the extension says ("a .txt type but binary data").
+      return msg ?? `This file type isn't supported. Accepted: ${acceptedList()}.`;
     case 422:
       return msg ?? "This file couldn't be read";
     case 429:

@@ -73,6 +73,15 @@ describe('Composer', () => {
     expect(screen.getByTestId('upload-error')).toHaveTextContent("This file type isn't supported");
     expect(screen.getByTestId('send')).toBeDisabled();
   });
+
+  it('says "Processing…" once every byte is sent and the server is still reading the file', () => {
+    setup({
+      uploads: [{ key: 1, name: 'book.pdf', size: 1, state: 'uploading', progress: 1, error: null, fileId: null }],
+    });
+    expect(screen.getByTestId('upload-processing')).toHaveTextContent('Processing…');
+    expect(screen.getByTestId('upload-chip').querySelector('progress')).toBeNull();
+    expect(screen.getByTestId('file-input')).toHaveAttribute('accept', expect.stringContaining('.pdf,'));
+  });
 });
 
 describe('Composer drafts', () => {

@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
+import { ACCEPT_ATTRIBUTE } from '../api/uploads';
 import { loadDraft, saveDraft } from '../state/drafts';
 import type { PendingUpload } from '../state/uploads';
 import { CloseIcon, FileIcon, PaperclipIcon, SendIcon, StopIcon } from './icons';
@@ -100,13 +101,19 @@ export function Composer({
               <span className="chip-name" title={u.name}>
                 {u.name}
               </span>
-              {u.state === 'uploading' ? (
+              {u.state === 'uploading' && u.progress < 1 ? (
                 <progress
                   className="upload-progress"
                   max={1}
                   value={u.progress}
                   aria-label={`Uploading ${u.name}`}
                 />
+              ) : null}
+              {u.state === 'uploading' && u.progress >= 1 ? (
+                // Every byte is sent; the server is reading the text out (a long PDF takes a while).
+                <span className="upload-processing muted small" data-testid="upload-processing" role="status">
+                  Processing…
+                </span>
               ) : null}
               {u.state === 'error' ? (
                 <span className="upload-error" data-testid="upload-error" role="alert">
@@ -141,6 +148,7 @@ export function Composer({
           type="file"
           multiple
           hidden
+          accept={ACCEPT_ATTRIBUTE}
           data-testid="file-input"
           aria-label="Choose files to attach"
           onChange={(e) => {

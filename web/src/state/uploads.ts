@@ -1,6 +1,6 @@
 /** The files attached to the message being written: each uploads at once, with progress. */
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { uploadFile } from '../api/uploads';
+import { refusedType, uploadFile } from '../api/uploads';
 import type { Attachment } from '../api/types';
 
 export interface PendingUpload {
@@ -38,6 +38,14 @@ export function useUploads(): Uploads {
       for (const file of files) {
         uploadKey += 1;
         const key = uploadKey;
+        const refused = refusedType(file.name);
+        if (refused) {
+          setItems((list) => [
+            ...list,
+            { key, name: file.name, size: file.size, state: 'error', progress: 0, error: refused, fileId: null },
+          ]);
+          continue;
+        }
         setItems((list) => [
           ...list,
           { key, name: file.name, size: file.size, state: 'uploading', progress: 0, error: null, fileId: null },

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 
-from playwright.sync_api import expect
+from playwright.sync_api import Locator, expect
 
 from tests.e2e.ui import ANSWER_TIMEOUT_MS, Tab
 
@@ -65,10 +65,10 @@ def test_an_answer_streams_in_then_completes(tab: Tab) -> None:
     expect(selected).to_contain_text(title[:20])
 
 
-def test_stop_ends_a_long_answer_and_marks_it_stopped(tab: Tab) -> None:
-    tab.signed_in()
+def start_long_answer(tab: Tab) -> Locator:
+    """In a new chat with room for a long answer, one that is streaming visibly; its content."""
     tab.new_chat()
-    tab.by("open-settings").click()  # room for a long answer
+    tab.by("open-settings").click()
     dialog = tab.by("settings-dialog")
     expect(dialog).to_be_visible()
     tab.by("settings-max-tokens").fill("1000")
@@ -81,6 +81,13 @@ def test_stop_ends_a_long_answer_and_marks_it_stopped(tab: Tab) -> None:
     expect(answer).to_have_attribute("data-status", "streaming", timeout=ANSWER_TIMEOUT_MS)
     content = answer.get_by_test_id("message-content")
     expect(content).to_have_text(re.compile(r"\S{12}|(\S+\s+){6}"), timeout=ANSWER_TIMEOUT_MS)
+    return content
+
+
+def test_stop_ends_a_long_answer_and_marks_it_stopped(tab: Tab) -> None:
+    tab.signed_in()
+    content = start_long_answer(tab)
+    answer = tab.last_answer()
     tab.by("stop").click()
     tab.wait_answer("stopped")
     expect(answer.get_by_test_id("message-status")).to_have_text(re.compile(r"^\s*Stopped\s*$"))
@@ -168,6 +175,27 @@ def test_reload_finds_the_conversation_and_the_sidebar_manages_it(tab: Tab) -> N
     expect(confirm).to_contain_text("Sky questions")
     tab.shot("conversation-delete-confirm")
     confirm.get_by_role("button", name="Delete").click()
+    expect(item).to_have_count(0)
+    reply = tab.page.context.request.get(f"/api/conversations/{conversation_id}")
+    assert reply.status == 404
+
+
+def test_deleting_a_chat_while_it_streams_leaves_no_stop_and_no_trace(tab: Tab) -> None:
+    tab.signed_in()
+    start_long_answer(tab)
+    conversation_id = tab.selected_conversation_id()
+    item = tab.page.locator(f'[data-testid="conversation-item"][data-id="{conversation_id}"]')
+    item.hover()
+    item.get_by_test_id("conversation-delete").click()
+    tab.by("confirm-delete").click()
+    # At once: gone from the list, no Stop left behind, and the composer takes a message.
+    expect(item).to_have_count(0, timeout=3000)
+    expect(tab.by("stop")).to_have_count(0, timeout=3000)
+    expect(tab.page.locator('[aria-label="Answer in progress"]')).to_have_count(0)
+    tab.ask("Say hello.")
+    expect(item).to_have_count(0)
+    tab.page.reload()
+    expect(tab.by("composer")).to_be_visible()
     expect(item).to_have_count(0)
     reply = tab.page.context.request.get(f"/api/conversations/{conversation_id}")
     assert reply.status == 404

@@ -487,4 +487,17 @@ describe('chatReducer', () => {
     expect(s.turns).toEqual({});
     expect(s.conversations.map((c) => c.id)).toEqual(['conv_b']);
   });
+
+  it('lets nothing late bring a deleted conversation or its answer back', () => {
+    const before = streaming();
+    let s = chatReducer(before, { type: 'conversation/remove', id: 'conv_a' });
+    // Its answer's frames still on the wire: no turn (no Stop, no busy mark) comes back.
+    s = frame(s, { type: 'delta', conversation_id: 'conv_a', message_id: 'msg_a', seq: 99, content: 'late' });
+    s = frame(s, { type: 'resume', conversation_id: 'conv_a', message: null, seq: 0 } as ServerFrame);
+    expect(s.turns).toEqual({});
+    // A list fetched before the delete, and an upsert, do not show it again.
+    s = chatReducer(s, { type: 'conversations/loaded', conversations: before.conversations });
+    s = chatReducer(s, { type: 'conversation/upsert', conversation: before.conversations[0] });
+    expect(s.conversations.map((c) => c.id)).toEqual(['conv_b']);
+  });
 });

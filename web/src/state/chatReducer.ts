@@ -40,7 +40,14 @@ export interface ChatState {
   turns: Turns;
   socketStatus: SocketStatus;
   toasts: Toast[];
+  /** Conversations deleted while this tab ran (newest last, bounded): a frame of their answer
+   * still on the wire, or a list fetched before the delete, must not bring them back. */
+  deleted: string[];
 }
+
+const DELETED_KEPT = 100;
+// Frames that (re)start an answer: for a deleted conversation they would leave a Stop behind.
+const TURN_FRAMES = new Set(['user_message', 'start', 'resume', 'delta']);
 
 export const initialChatState: ChatState = {
   conversations: [],
@@ -52,6 +59,7 @@ export const initialChatState: ChatState = {
   turns: {},
   socketStatus: 'connecting',
   toasts: [],
+  deleted: [],
 };
 
 export const PENDING_ID = 'pending-user-message';
@@ -162,6 +170,8 @@ function localUserMessage(
 
 function applyFrame(state: ChatState, frame: ServerFrame): ChatState {
   const isCurrent = (id: string | null | undefined) => !!id && id === state.currentId;
+  if (TURN_FRAMES.has(frame.type) && 'conversation_id' in frame && state.deleted.includes(frame.conversation_id ?? ''))
+    return state;
   switch (frame.type) {
     case 'ready':
       // The server announces every answer still generating with a `resume` right after.
@@ -260,8 +270,10 @@ export function nextToastId(): number {
 
 export function chatReducer(state: ChatState, action: ChatAction): ChatState {
   switch (action.type) {
-    case 'conversations/loaded':
-      return { ...state, conversations: sortNewestFirst(action.conversations) };
+    case 'conversations/loaded': {
+      const alive = action.conversations.filter((c) => !state.deleted.includes(c.id));
+      return { ...state, conversations: sortNewestFirst(alive) };
+    }
     case 'conversation/select':
       if (action.id === state.currentId) return action.focusId ? { ...state, focusId: action.focusId } : state;
       return {
@@ -283,6 +295,7 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
       };
     }
     case 'conversation/upsert': {
+      if (state.deleted.includes(action.conversation.id)) return state;
       const conversations = upsertConversation(state.conversations, action.conversation);
       const current = action.conversation.id === state.currentId ? withoutMessages(action.conversation) : state.current;
       return { ...state, conversations, current };
@@ -291,8 +304,9 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
       const conversations = state.conversations.filter((c) => c.id !== action.id);
       // Deleting a conversation stops its answer.
       const turns = withoutTurn(state.turns, action.id);
-      if (state.currentId !== action.id) return { ...state, conversations, turns };
-      return { ...state, conversations, turns, currentId: null, current: null, messages: [], loading: false };
+      const deleted = state.deleted.includes(action.id) ? state.deleted : [...state.deleted, action.id].slice(-DELETED_KEPT);
+      if (state.currentId !== action.id) return { ...state, conversations, turns, deleted };
+      return { ...state, conversations, turns, deleted, currentId: null, current: null, messages: [], loading: false };
     }
     case 'turn/send': {
       const cid = action.conversationId;

@@ -31,6 +31,19 @@ export function latest(values: (number | null | undefined)[]): number | null {
   return null;
 }
 
+/** The top of a chart's scale: `max`, or the largest value when bigger (1 when all are 0). */
+export function scaleTop(series: SparkSeries[], max = 0): number {
+  const numbers = series.flatMap((s) => s.values.filter((v): v is number => typeof v === 'number' && Number.isFinite(v)));
+  return Math.max(max, ...numbers) || 1;
+}
+
+/** The value of the newest sample, or null when it has none: a figure said as "now" must not
+ * be an older sample's (an upstream down for minutes still showing its last throughput). */
+export function current(values: (number | null | undefined)[]): number | null {
+  const v = values[values.length - 1];
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
 /** Runs of consecutive numbers as [x, y] points: a missing sample breaks the line. */
 export function segments(
   times: number[],
@@ -73,7 +86,7 @@ function areaPath(run: [number, number][]): string {
 export function Sparkline({ times, series, label, max = 0, testId }: Props) {
   const numbers = series.flatMap((s) => s.values.filter((v): v is number => typeof v === 'number' && Number.isFinite(v)));
   if (numbers.length === 0) return null;
-  const top = Math.max(max, ...numbers) || 1;
+  const top = scaleTop(series, max);
   const fill = series.length === 1;
   return (
     <svg

@@ -2,7 +2,7 @@ import { act, render, screen, within } from '@testing-library/react';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AdminStatus, User } from '../api/types';
 import { Sidebar } from './Sidebar';
-import { Sparkline, segments } from './Sparkline';
+import { Sparkline, current, scaleTop, segments } from './Sparkline';
 import { StatusPage, formatUptime } from './StatusPage';
 
 const T0 = 1764070000;
@@ -110,14 +110,15 @@ describe('StatusPage', () => {
     const kv = within(up).getByRole('meter', { name: 'KV cache use' });
     expect(kv).toHaveAttribute('aria-valuenow', '11650');
     expect(kv).toHaveAttribute('aria-valuemax', '46603');
-    expect(kv).toHaveAttribute('aria-valuetext', '11,650 / 46,603 tokens (25 %)');
+    expect(kv).toHaveAttribute('aria-valuetext', '11,650 of 46,603 tokens · 25\u00a0%'); // % never wraps alone
 
     const throughput = within(up).getByTestId('status-chart-throughput');
     expect(throughput).toHaveAttribute('role', 'img');
-    expect(throughput.getAttribute('aria-label')).toMatch(/Throughput.*now 48\.2 tokens\/s/);
+    expect(throughput.getAttribute('aria-label')).toMatch(/Throughput.*scale 0 to .*now 48\.2\stokens\/s/);
     // The missing middle sample breaks the line into two dots.
     expect(throughput.querySelectorAll('path.spark-stroke')).toHaveLength(2);
-    expect(within(up).getByTestId('status-chart-ttft').getAttribute('aria-label')).toMatch(/now 120 ms/);
+    expect(within(up).getByTestId('status-chart-throughput-scale')).toHaveTextContent(/^\d[\d,.]*\stokens\/s0$/);
+    expect(within(up).getByTestId('status-chart-ttft').getAttribute('aria-label')).toMatch(/now 120\sms/);
     expect(within(up).queryByText('No requests started in this window')).toBeNull();
     expect(within(up).getByTestId('status-chart-queue').getAttribute('aria-label')).toMatch(/now 1 running, 3 waiting/);
     expect(within(up).queryByTestId('status-chart-gpu-util')).toBeNull();
@@ -152,12 +153,12 @@ describe('StatusPage', () => {
     expect(within(device).getByRole('meter', { name: 'NVIDIA H100 (#0) utilisation' })).toHaveAttribute('aria-valuenow', '37');
     expect(within(device).getByRole('meter', { name: 'NVIDIA H100 (#0) memory' })).toHaveAttribute(
       'aria-valuetext',
-      '1.2 GB of 79.1 GB',
+      '1.2\u00a0GB of 79.1\u00a0GB',
     );
     expect(within(device).getByText('45 °C')).toBeInTheDocument();
     expect(within(device).getByText('120 W')).toBeInTheDocument();
-    expect(screen.getByTestId('status-chart-gpu-util').getAttribute('aria-label')).toMatch(/now 32 %/);
-    expect(screen.getByTestId('status-chart-gpu-memory').getAttribute('aria-label')).toMatch(/now 1\.2 GB/);
+    expect(screen.getByTestId('status-chart-gpu-util').getAttribute('aria-label')).toMatch(/now 32\s%/);
+    expect(screen.getByTestId('status-chart-gpu-memory').getAttribute('aria-label')).toMatch(/now 1\.2\sGB/);
   });
 
   it('shows a down model server without its health', async () => {
@@ -317,5 +318,16 @@ describe('Sidebar status entry', () => {
     renderSidebar(user(false));
     expect(screen.queryByTestId('nav-status')).toBeNull();
     expect(screen.getByTestId('open-keys')).toBeInTheDocument();
+  });
+});
+
+describe('status figures said as "now"', () => {
+  it('are the newest sample, never an older one', () => {
+    expect(current([12, 30, null])).toBeNull();
+    expect(current([12, 30])).toBe(30);
+    expect(current([])).toBeNull();
+    expect(scaleTop([{ name: 'a', values: [0, 0] }])).toBe(1);
+    expect(scaleTop([{ name: 'a', values: [3, null, 7] }], 5)).toBe(7);
+    expect(scaleTop([{ name: 'a', values: [3] }], 100)).toBe(100);
   });
 });

@@ -3,7 +3,7 @@ import { ApiError, getAdminStatus } from '../api/rest';
 import type { AdminStatus, GpuDevice, StatusSample, UpstreamStatus } from '../api/types';
 import { RefreshIcon } from './icons';
 import { PageHeader } from './PageHeader';
-import { Sparkline, latest, type SparkSeries } from './Sparkline';
+import { Sparkline, current, latest, scaleTop, type SparkSeries } from './Sparkline';
 
 interface Props {
   onBack: () => void;
@@ -86,16 +86,19 @@ export function formatUptime(s: number | null | undefined): string {
 
 export function formatSeconds(s: number | null | undefined): string {
   if (!isNum(s)) return DASH;
-  return s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(2)} s`;
+  return s < 1 ? `${Math.round(s * 1000)}${NBSP}ms` : `${s.toFixed(2)}${NBSP}s`;
 }
 
 export function formatMb(mb: number | null | undefined): string {
   if (!isNum(mb)) return DASH;
-  return mb >= 1024 ? `${(mb / 1024).toFixed(1)} GB` : `${Math.round(mb)} MB`;
+  return mb >= 1024 ? `${(mb / 1024).toFixed(1)}${NBSP}GB` : `${Math.round(mb)}${NBSP}MB`;
 }
 
 const text = (v: string | null | undefined) => (v ? v : DASH);
-const withUnit = (v: number | null | undefined, unit: string, digits = 0) => (isNum(v) ? `${formatNumber(v, digits)} ${unit}` : DASH);
+// A no-break space between a number and its unit: "12 %" never wraps into "12" and "%".
+const NBSP = '\u00a0';
+const withUnit = (v: number | null | undefined, unit: string, digits = 0) =>
+  isNum(v) ? `${formatNumber(v, digits)}${NBSP}${unit}` : DASH;
 
 /** How far back the samples go, in words ("the last 4 min"). */
 function historySpan(history: StatusSample[]): string {
@@ -156,16 +159,34 @@ interface ChartProps {
   legend?: boolean;
   /** Said instead of the chart when no sample has a value. */
   empty?: string;
+  /** The top of the scale in words (with its unit), shown beside the chart. */
+  scale: (top: number) => string;
 }
 
-function Chart({ title, now, span, times, series, max, testId, legend, empty = 'No samples yet' }: ChartProps) {
+function Chart({ title, now, span, times, series, max, testId, legend, empty = 'No samples yet', scale }: ChartProps) {
+  const hasValues = series.some((s) => s.values.some(isNum));
+  const top = scale(scaleTop(series, max));
   return (
     <figure className="status-chart">
       <figcaption>
         <span className="status-chart-title">{title}</span>
         <span className="status-chart-now">{now}</span>
       </figcaption>
-      <Sparkline times={times} series={series} max={max} testId={testId} label={`${title}, ${span.toLowerCase()}: now ${now}`} />
+      {hasValues ? (
+        <div className="status-chart-plot">
+          <span className="status-chart-axis muted" aria-hidden="true" data-testid={`${testId}-scale`}>
+            <span>{top}</span>
+            <span>0</span>
+          </span>
+          <Sparkline
+            times={times}
+            series={series}
+            max={max}
+            testId={testId}
+            label={`${title}, ${span.toLowerCase()}, scale 0 to ${top}: now ${now}`}
+          />
+        </div>
+      ) : null}
       {series.every((s) => !s.values.some(isNum)) ? (
         <p className="muted small status-chart-empty">{empty}</p>
       ) : null}
@@ -190,7 +211,7 @@ function GpuDeviceCard({ gpu }: { gpu: GpuDevice }) {
       <dl className="status-facts">
         <Fact label="Utilisation">
           {isNum(gpu.utilization_pct) ? (
-            <Bar label={`${name} utilisation`} value={gpu.utilization_pct} max={100} valueText={`${formatNumber(gpu.utilization_pct)} %`} />
+            <Bar label={`${name} utilisation`} value={gpu.utilization_pct} max={100} valueText={withUnit(gpu.utilization_pct, '%')} />
           ) : (
             DASH
           )}
@@ -242,7 +263,8 @@ function UpstreamCard({ upstream }: { upstream: UpstreamStatus }) {
   const times = history.map((p) => p.t);
   const pick = (key: keyof StatusSample) => history.map((p) => p[key] as number | null | undefined);
   const span = historySpan(history);
-  const throughput = latest(pick('tokens_per_s'));
+  // The newest sample's rate, "—" when it has none (the server down, or just restarted).
+  const throughput = current(pick('tokens_per_s'));
   const ttft = latest(pick('ttft_avg_s'));
   const gpuUtil = pick('gpu_utilization_pct');
   const gpuMem = pick('gpu_memory_used_mb');
@@ -283,7 +305,7 @@ function UpstreamCard({ upstream }: { upstream: UpstreamStatus }) {
               label="KV cache use"
               value={kvUsed}
               max={kvCap}
-              valueText={`${formatNumber(kvUsed)} / ${formatNumber(kvCap)} tokens (${Math.round((kvUsed / kvCap) * 100)} %)`}
+              valueText={`${formatNumber(kvUsed)} of ${formatNumber(kvCap)} tokens · ${Math.round((kvUsed / kvCap) * 100)}${NBSP}%`}
             />
           ) : (
             DASH
@@ -300,6 +322,7 @@ function UpstreamCard({ upstream }: { upstream: UpstreamStatus }) {
           times={times}
           series={[{ name: 'tokens/s', values: pick('tokens_per_s') }]}
           testId="status-chart-throughput"
+          scale={(top) => withUnit(top, 'tokens/s', top < 10 ? 1 : 0)}
         />
         <Chart
           title="Time to first token"
@@ -308,6 +331,7 @@ function UpstreamCard({ upstream }: { upstream: UpstreamStatus }) {
           times={times}
           series={[{ name: 'TTFT', values: pick('ttft_avg_s'), tone: 'info' }]}
           testId="status-chart-ttft"
+          scale={formatSeconds}
           empty={history.length ? 'No requests started in this window' : undefined}
         />
         <Chart
@@ -320,6 +344,7 @@ function UpstreamCard({ upstream }: { upstream: UpstreamStatus }) {
             { name: 'waiting', values: pick('waiting'), tone: 'warn' },
           ]}
           testId="status-chart-queue"
+          scale={(top) => formatNumber(top)}
           legend
         />
         {gpuUtil.some(isNum) ? (
@@ -331,6 +356,7 @@ function UpstreamCard({ upstream }: { upstream: UpstreamStatus }) {
             series={[{ name: 'utilisation', values: gpuUtil, tone: 'info' }]}
             max={100}
             testId="status-chart-gpu-util"
+            scale={(top) => withUnit(top, '%')}
           />
         ) : null}
         {gpuMem.some(isNum) ? (
@@ -342,6 +368,7 @@ function UpstreamCard({ upstream }: { upstream: UpstreamStatus }) {
             series={[{ name: 'memory', values: gpuMem, tone: 'warn' }]}
             max={memTotal ?? 0}
             testId="status-chart-gpu-memory"
+            scale={formatMb}
           />
         ) : null}
       </div>

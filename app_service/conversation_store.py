@@ -277,9 +277,17 @@ def insert_imported_message(
 
 
 def set_active_leaf(conn: sqlite3.Connection, conversation_id: str, leaf_id: str | None) -> None:
+    """Show the branch ending at `leaf_id`, and remember that it was the last one shown below
+    each of its ancestors (message_tree.branch_leaf)."""
     conn.execute(
         "UPDATE conversations SET active_leaf_id = ? WHERE id = ?", (leaf_id, conversation_id)
     )
+    if leaf_id is not None:
+        conn.execute(
+            "UPDATE messages SET shown_seq = (SELECT COALESCE(MAX(shown_seq), 0) + 1 "
+            "FROM messages WHERE conversation_id = ?) WHERE id = ?",
+            (conversation_id, leaf_id),
+        )
 
 
 def _message_in(rows: list[sqlite3.Row], message_id: str) -> sqlite3.Row:
@@ -294,13 +302,13 @@ def _message_in(rows: list[sqlite3.Row], message_id: str) -> sqlite3.Row:
 def select_branch(
     conn: sqlite3.Connection, user_id: str, conversation_id: str, message_id: str
 ) -> None:
-    """Show the branch through `message_id`: its newest continuation becomes the active leaf
-    (remembered, so a reload and the next turn follow it)."""
+    """Show the branch through `message_id`: the continuation last shown below it (else its
+    newest) becomes the active leaf (remembered, so a reload and the next turn follow it)."""
     with transaction(conn):
         get_conversation(conn, user_id, conversation_id)
         rows = messages_of(conn, conversation_id)
         _message_in(rows, message_id)
-        leaf = tree.newest_leaf(rows, message_id)
+        leaf = tree.branch_leaf(rows, message_id)
         assert leaf is not None
         set_active_leaf(conn, conversation_id, leaf["id"])
 

@@ -159,6 +159,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE messages ADD COLUMN model TEXT;
     """,
+    # When a message was last the active leaf, as a counter per conversation: switching back
+    # to a branch opens the continuation the user last looked at below it, not the newest.
+    """
+    ALTER TABLE messages ADD COLUMN shown_seq INTEGER;
+    """,
 ]
 
 

@@ -57,6 +57,20 @@ def newest_leaf(rows: Sequence[Row], under: str | None = None) -> Row | None:
     return max(candidates, key=lambda r: r["seq"], default=None)
 
 
+def branch_leaf(rows: Sequence[Row], under: str) -> Row | None:
+    """Where switching to the branch at `under` (a sibling from `‹ 2/3 ›`) lands: below the
+    message there that was the active leaf last (`shown_seq`), so a choice made deeper down
+    is still there when the user comes back; its newest continuation when none was shown."""
+    shown = [r for r in subtree(rows, under) if _shown_seq(r) is not None]
+    if shown:
+        return newest_leaf(rows, max(shown, key=lambda r: _shown_seq(r) or 0)["id"])
+    return newest_leaf(rows, under)
+
+
+def _shown_seq(row: Row) -> int | None:
+    return row["shown_seq"] if "shown_seq" in row.keys() else None
+
+
 def active_path(rows: Sequence[Row], active_leaf_id: str | None) -> list[Row]:
     """The branch shown and sent to the model. A leaf id that is gone (or was never set, as for
     a conversation from before trees) falls back to the newest message."""

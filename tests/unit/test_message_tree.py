@@ -104,6 +104,16 @@ def test_selecting_a_branch_is_remembered(conn) -> None:
     assert refused.value.status == 404
 
 
+def test_switching_back_opens_the_branch_chosen_deeper_down_last(conn) -> None:
+    cid, made = build(conn)
+    store.select_branch(conn, "u", cid, made["q2"])  # the older version of q2, under a1
+    store.select_branch(conn, "u", cid, made["a1b"])  # away to a1's sibling
+    store.select_branch(conn, "u", cid, made["a1"])  # and back: q2 again, not the newest q2b
+    assert shown(conn, cid) == ["q1", "a1", "q2", "a2"]
+    # A branch never shown since opens its newest continuation, as before.
+    assert message_tree.branch_leaf(TREE, "a1")["id"] == "a2b"
+
+
 def test_deleting_the_shown_branch_shows_its_sibling_and_keeps_the_rest(conn) -> None:
     cid, made = build(conn)
     assert store.delete_branch(conn, "u", cid, made["q2b"]) == 2

@@ -68,7 +68,8 @@ def branch_leaf(rows: Sequence[Row], under: str) -> Row | None:
 
 
 def _shown_seq(row: Row) -> int | None:
-    return row["shown_seq"] if "shown_seq" in row.keys() else None
+    # `in row` would search a sqlite3.Row's values, not its names: keys() is meant.
+    return row["shown_seq"] if "shown_seq" in row.keys() else None  # noqa: SIM118
 
 
 def active_path(rows: Sequence[Row], active_leaf_id: str | None) -> list[Row]:

@@ -19,7 +19,7 @@ interface Props {
 }
 
 const WIDTH = 240;
-const HEIGHT = 48;
+const HEIGHT = 96;
 const PAD = 3;
 
 /** The last value that is a number, or null. */

@@ -79,6 +79,21 @@ afterEach(() => {
 });
 
 describe('StatusPage', () => {
+  it('says the throughput of now: none for a server down, 0 while nothing runs', async () => {
+    const s = cpuStatus();
+    const history = s.upstreams[0].history!;
+    history.push({ ...history[2], t: T0 + 15, tokens_per_s: 12, running: 0, waiting: 0 });
+    mockFetch(() => json(200, s));
+    const page = renderPage();
+    expect(await screen.findByTestId('status-throughput')).toHaveTextContent('0 tokens/s');
+    page.unmount();
+
+    history.push({ ...history[2], t: T0 + 20, tokens_per_s: null, running: null, waiting: null });
+    mockFetch(() => json(200, s));
+    renderPage();
+    expect(await screen.findByTestId('status-throughput')).toHaveTextContent('—');
+  });
+
   it('shows the app, the model server and its charts', async () => {
     const fetchMock = mockFetch(() => json(200, cpuStatus()));
     renderPage();
@@ -261,8 +276,8 @@ describe('Sparkline', () => {
   it('breaks the line at missing samples and scales to the top', () => {
     expect(segments([0, 10, 20, 30], [0, 5, null, 10], 10)).toEqual([
       [
-        [0, 45],
-        [80, 24],
+        [0, 93],
+        [80, 48],
       ],
       [[240, 3]],
     ]);

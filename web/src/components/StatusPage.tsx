@@ -263,8 +263,11 @@ function UpstreamCard({ upstream }: { upstream: UpstreamStatus }) {
   const times = history.map((p) => p.t);
   const pick = (key: keyof StatusSample) => history.map((p) => p[key] as number | null | undefined);
   const span = historySpan(history);
-  // The newest sample's rate, "—" when it has none (the server down, or just restarted).
-  const throughput = current(pick('tokens_per_s'));
+  // The newest sample's rate, "—" when it has none (the server down, or just restarted);
+  // nothing running or waiting there is 0, whatever the last interval's rate was.
+  const idle = current(pick('running')) === 0 && current(pick('waiting')) === 0;
+  const rate = current(pick('tokens_per_s'));
+  const throughput = idle && rate !== null ? 0 : rate;
   const ttft = latest(pick('ttft_avg_s'));
   const gpuUtil = pick('gpu_utilization_pct');
   const gpuMem = pick('gpu_memory_used_mb');

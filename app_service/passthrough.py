@@ -1,4 +1,4 @@
-"""OpenAI-compatible pass-through (/v1/models, /v1/chat/completions, /v1/completions).
+"""OpenAI-compatible pass-through (/v1/models[/{id}], /v1/chat/completions, /v1/completions).
 
 Authenticated by a user's API key; the body goes to the model API unchanged (it validates
 OpenAI's fields, and its errors come back in their own shape); streams are forwarded byte
@@ -19,6 +19,7 @@ from app_service.upstream import UpstreamPool
 from app_service.upstream_wire import STOPPED, UpstreamError, error_from_response, iter_raw
 from app_service.user_activity import user_activity
 from chatstack.errors import APIError
+from chatstack.model_list import model_from_list
 from chatstack.sse import DONE, SSE_HEADERS, SSE_MIMETYPE, sse_data
 from chatstack.validation import load_json
 
@@ -37,6 +38,11 @@ def authenticate() -> None:
 @bp.get("/models")
 def list_models() -> Response:
     return jsonify(pool().models())
+
+
+@bp.get("/models/<path:model_id>")  # ids may hold "/" (org/name)
+def retrieve_model(model_id: str) -> Response:
+    return jsonify(model_from_list(pool().models(), model_id))
 
 
 @bp.post("/chat/completions")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chatstack.errors import APIError
 from chatstack.validation import parse_body
@@ -19,6 +19,28 @@ __all__ = ["parse_body"]  # re-exported: routes parse with the shared helper
 class StrictModel(BaseModel):
     # strict: "0.5" is not a number and "true" is not a boolean, as with OpenAI.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# vLLM's prompt-end flags are not OpenAI's: they stay strict booleans, null refused.
+NOT_NULLABLE = frozenset({"add_generation_prompt", "continue_final_message"})
+
+
+class NullMeansDefault(StrictModel):
+    """A request body: an explicit `null` for an optional OpenAI field means its default, as
+    OpenAI types them nullable (`"n": null`, `"stream": null`, `"frequency_penalty": null` —
+    which LangChain, LiteLLM and the openai SDKs send); a required field stays required."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        optional = {
+            name
+            for name, field in cls.model_fields.items()
+            if not field.is_required() and name not in NOT_NULLABLE
+        }
+        return {k: v for k, v in data.items() if not (v is None and k in optional)}
 
 
 class TextPart(StrictModel):
@@ -96,7 +118,7 @@ class PromptEndFields(StrictModel):
             )
 
 
-class SamplingFields(StrictModel):
+class SamplingFields(NullMeansDefault):
     """Fields that /v1/chat/completions and /v1/completions share."""
 
     model: str

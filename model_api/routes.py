@@ -9,6 +9,7 @@ from flask.blueprints import BlueprintSetupState
 
 import chatstack
 from chatstack.metrics import metrics_response
+from chatstack.model_list import model_from_list
 from chatstack.sse import SSE_HEADERS, SSE_MIMETYPE
 from model_api.connection import client_gone_checker
 from model_api.engine import GenerationHandle
@@ -72,6 +73,11 @@ def metrics() -> Response:
 @bp.get("/v1/models")
 def list_models() -> Response:
     return jsonify(service().models())
+
+
+@bp.get("/v1/models/<path:model_id>")  # ids may hold "/" (org/name)
+def retrieve_model(model_id: str) -> Response:
+    return jsonify(model_from_list(service().models(), model_id))
 
 
 @bp.post("/v1/chat/completions")

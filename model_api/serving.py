@@ -36,6 +36,17 @@ from model_api.protocol import (
 from model_api.sampling import SamplingParams
 from model_api.settings import Settings
 
+# What a served model can be asked for (an extra field of /v1/models that the official
+# clients ignore): a program can check before it sends a request this server would refuse.
+CAPABILITIES = {
+    "chat": True,
+    "completions": True,
+    "embeddings": False,
+    "tools": False,
+    "structured_output": False,
+    "logprobs": False,
+}
+
 
 class ModelService:
     """Chat, completions, tokenize and the model list for one model behind one engine."""
@@ -91,6 +102,7 @@ class ModelService:
                     "created": self.created,
                     "owned_by": "chatstack",
                     "max_model_len": self.loaded.max_model_len,
+                    "capabilities": CAPABILITIES,
                 }
             ],
         }

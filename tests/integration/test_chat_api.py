@@ -27,6 +27,20 @@ def joined_stream(client: openai.OpenAI, **kwargs) -> tuple[str, list]:
 def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
     models = client.models.list()
     assert [m.id for m in models.data] == [MODEL]
+    # What it can be asked for, in a field the client keeps but does not need.
+    assert models.data[0].model_extra["capabilities"] == {
+        "chat": True,
+        "completions": True,
+        "embeddings": False,
+        "tools": False,
+        "structured_output": False,
+        "logprobs": False,
+    }
+    # models.retrieve: one entry, or OpenAI's 404 that says the model is unknown.
+    assert client.models.retrieve(MODEL).id == MODEL
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("no-such-model")
+    assert missing.value.body["code"] == "model_not_found"
 
 
 def test_non_streamed_chat_answers(client: openai.OpenAI) -> None:

@@ -31,6 +31,20 @@ def test_a_minimal_chat_request_parses_with_openai_defaults():
     assert req.stop_sequences() == ()
 
 
+def test_null_means_the_default_for_every_optional_field():
+    # What LangChain, LiteLLM and the openai SDKs send for fields OpenAI types as nullable.
+    nulls = ("frequency_penalty", "presence_penalty", "n", "logprobs", "stream", "seed", "stop")
+    req = parse_chat(**dict.fromkeys(nulls), max_tokens=None, temperature=None, user=None)
+    assert (req.n, req.stream, req.logprobs, req.frequency_penalty) == (1, False, False, 0.0)
+    completion = parse_body(
+        json.dumps({"model": MODEL, "prompt": "x", "max_tokens": None, "echo": None}).encode(),
+        CompletionRequest,
+    )
+    assert (completion.max_tokens, completion.echo) == (16, False)
+    # A required field is still required.
+    assert error_of(parse_chat, model=None).param == "model"
+
+
 def test_text_parts_are_joined():
     req = parse_chat(
         messages=[

@@ -56,6 +56,17 @@ def test_models_come_from_the_upstream(client: FlaskClient) -> None:
     assert [m["id"] for m in reply.json["data"]] == ["m"]
 
 
+def test_one_model_is_retrieved_by_id_and_an_unknown_one_is_openais_404(client) -> None:
+    reply = client.get("/v1/models/m")
+    assert reply.status_code == 200 and reply.json["id"] == "m"
+    missing = client.get("/v1/models/org/other")
+    assert missing.status_code == 404
+    assert missing.json["error"]["code"] == "model_not_found"
+    assert missing.json["error"]["message"] == "The model 'org/other' does not exist."
+    anonymous = client.application.test_client().get("/v1/models/m")
+    assert anonymous.status_code == 401
+
+
 def test_a_body_goes_upstream_unchanged_with_the_shared_key(client, upstream) -> None:
     answer = {"id": "x", "object": "chat.completion", "choices": [], "usage": {}}
     upstream.routes["/v1/chat/completions"] = lambda h, _b: send_json(h, 200, answer)

@@ -23,16 +23,20 @@ def check_max_tokens(requested: int | None, ceiling: int, param: str = "max_toke
         )
 
 
-def bound_request(body: dict[str, Any], ceiling: int) -> dict[str, Any]:
+def bound_request(
+    body: dict[str, Any], ceiling: int, fields: tuple[str, ...] = MAX_TOKENS_FIELDS
+) -> dict[str, Any]:
     """An OpenAI request body within the ceiling: refused when it asks for more, given the
-    ceiling as `max_tokens` when it names no bound (the engine would allow the context)."""
-    if not ceiling:
+    ceiling as the last of `fields` when it names no bound (the engine would allow the
+    context). `fields`: how the endpoint bounds its answer (Responses: max_output_tokens);
+    none for one that generates nothing (embeddings)."""
+    if not ceiling or not fields:
         return body
-    named = [name for name in MAX_TOKENS_FIELDS if body.get(name) is not None]
+    named = [name for name in fields if body.get(name) is not None]
     for name in named:
         value = body[name]
         if isinstance(value, int) and not isinstance(value, bool):
             check_max_tokens(value, ceiling, name)
     if named:
         return body  # a malformed value is the model API's to refuse, by its own rules
-    return {**body, "max_tokens": ceiling}
+    return {**body, fields[-1]: ceiling}

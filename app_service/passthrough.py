@@ -1,4 +1,5 @@
-"""OpenAI-compatible pass-through (/v1/models[/{id}], /v1/chat/completions, /v1/completions).
+"""OpenAI-compatible pass-through: /v1/models[/{id}], /v1/chat/completions, /v1/completions,
+/v1/responses and /v1/embeddings.
 
 Authenticated by a user's API key; the body goes to the model API unchanged (it validates
 OpenAI's fields, and its errors come back in their own shape); streams are forwarded byte
@@ -7,14 +8,16 @@ for byte as they arrive, and a client that leaves closes the upstream stream.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app_service.api_keys import user_for_api_key
-from app_service.limits import bound_request
+from app_service.limits import MAX_TOKENS_FIELDS, bound_request
 from app_service.upstream import UpstreamPool
 from app_service.upstream_wire import STOPPED, UpstreamError, error_from_response, iter_raw
 from app_service.user_activity import user_activity
@@ -24,6 +27,24 @@ from chatstack.sse import DONE, SSE_HEADERS, SSE_MIMETYPE, sse_data
 from chatstack.validation import load_json
 
 bp = Blueprint("passthrough", __name__, url_prefix="/v1")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What the relay needs to know of an OpenAI endpoint."""
+
+    path: str
+    # How a request bounds its answer (USER_MAX_TOKENS applies); none: it generates nothing.
+    token_fields: tuple[str, ...]
+    # Chat and Completions streams end with `data: [DONE]`; Responses streams with their
+    # own `response.completed` event, and say a failure as an `error` event.
+    ends_with_done: bool = True
+
+
+CHAT = Endpoint("/v1/chat/completions", MAX_TOKENS_FIELDS)
+COMPLETIONS = Endpoint("/v1/completions", MAX_TOKENS_FIELDS)
+RESPONSES = Endpoint("/v1/responses", ("max_output_tokens",), ends_with_done=False)
+EMBEDDINGS = Endpoint("/v1/embeddings", ())
 
 
 def pool() -> UpstreamPool:
@@ -47,12 +68,22 @@ def retrieve_model(model_id: str) -> Response:
 
 @bp.post("/chat/completions")
 def chat_completions() -> Response:
-    return forward("/v1/chat/completions", read_body())
+    return forward(CHAT, read_body())
 
 
 @bp.post("/completions")
 def completions() -> Response:
-    return forward("/v1/completions", read_body())
+    return forward(COMPLETIONS, read_body())
+
+
+@bp.post("/responses")
+def responses() -> Response:
+    return forward(RESPONSES, read_body())
+
+
+@bp.post("/embeddings")
+def embeddings() -> Response:
+    return forward(EMBEDDINGS, read_body())
 
 
 def ceiling() -> int:
@@ -84,10 +115,11 @@ def read_body() -> dict[str, Any]:
     return body
 
 
-def forward(path: str, body: dict[str, Any]) -> Response:
+def forward(endpoint: Endpoint, body: dict[str, Any]) -> Response:
     """Send the body upstream; answer with its JSON, or relay its SSE stream unbuffered.
     The request counts as one of the user's answers generating until it ends."""
-    body = bound_request(body, ceiling())
+    path = endpoint.path
+    body = bound_request(body, ceiling(), endpoint.token_fields)
     user_id = g.api_user["id"]
     activity = user_activity()
     if body.get("stream") is not True:
@@ -110,15 +142,18 @@ def forward(path: str, body: dict[str, Any]) -> Response:
     if reply.status_code != 200:
         with upstream:
             raise error_from_response(reply)
-    response = Response(relay(reply, upstream), mimetype=SSE_MIMETYPE, headers=SSE_HEADERS)
+    response = Response(
+        relay(reply, upstream, endpoint.ends_with_done), mimetype=SSE_MIMETYPE, headers=SSE_HEADERS
+    )
     # A response closed before its first chunk never runs the generator's `finally`.
     response.call_on_close(upstream.close)
     return response
 
 
-def relay(reply: Any, upstream: ExitStack) -> Iterator[bytes]:
+def relay(reply: Any, upstream: ExitStack, ends_with_done: bool = True) -> Iterator[bytes]:
     """The upstream's SSE bytes as they come; a broken stream ends with one error event
-    and [DONE], like the model API's own. Closing this closes the upstream response."""
+    (and [DONE] where the endpoint's streams end so), like the model API's own. Closing
+    this closes the upstream response."""
     tail = b""
     try:
         try:
@@ -126,18 +161,23 @@ def relay(reply: Any, upstream: ExitStack) -> Iterator[bytes]:
                 tail = (tail + data)[-32:]
                 yield data
         except UpstreamError as exc:
-            yield _closing_events(tail, exc)
+            yield _closing_events(tail, exc, ends_with_done)
             return
-        if not tail.rstrip().endswith(b"data: [DONE]"):
-            yield _closing_events(tail, UpstreamError(502, STOPPED, code="upstream_stream_ended"))
+        if ends_with_done and not tail.rstrip().endswith(b"data: [DONE]"):
+            ended = UpstreamError(502, STOPPED, code="upstream_stream_ended")
+            yield _closing_events(tail, ended, ends_with_done)
     finally:
         upstream.close()
 
 
-def _closing_events(tail: bytes, error: APIError) -> bytes:
+def _closing_events(tail: bytes, error: APIError, ends_with_done: bool) -> bytes:
     # An event cut off mid-line must not swallow the error event.
     separator = b"" if not tail or tail.endswith(b"\n\n") else b"\n\n"
-    return separator + (sse_data(error.body()) + DONE).encode()
+    if ends_with_done:
+        return separator + (sse_data(error.body()) + DONE).encode()
+    # The Responses API's own failure event: `error` with the code and message at the top.
+    event = {"type": "error", "code": error.code, "message": error.message, "param": error.param}
+    return separator + f"event: error\ndata: {json.dumps(event)}\n\n".encode()
 
 
 def too_large(limit: int) -> APIError:

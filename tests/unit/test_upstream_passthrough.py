@@ -11,6 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from app_service.app import create_app
+from app_service.limits import bound_request
 from app_service.settings import Settings
 from tests.unit.test_api_keys import create_key, login
 from tests.unit.test_upstream import FakeUpstream, Handler, chunk_for, send_json, sse
@@ -165,6 +166,54 @@ def test_an_unreachable_model_service_is_a_503(client, upstream) -> None:
     assert reply.status_code == 503
     assert "model service is unavailable" in reply.json["error"]["message"]
     assert client.get("/v1/models").status_code == 503
+
+
+def test_responses_and_embeddings_go_upstream_with_the_same_key_rules(client, upstream) -> None:
+    embedded = {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1]}]}
+    upstream.routes["/v1/embeddings"] = lambda h, _b: send_json(h, 200, embedded)
+    reply = client.post("/v1/embeddings", json={"model": "m", "input": "hi"})
+    assert (reply.status_code, reply.json) == (200, embedded)
+    assert upstream.seen[-1][2] == {"model": "m", "input": "hi"}  # no max_tokens added
+
+    answer = {"id": "resp_1", "object": "response", "status": "completed", "output": []}
+    upstream.routes["/v1/responses"] = lambda h, _b: send_json(h, 200, answer)
+    reply = client.post("/v1/responses", json={"model": "m", "input": "hi"})
+    assert (reply.status_code, reply.json) == (200, answer)
+    path, headers, _ = upstream.seen[-1]
+    assert path == "/v1/responses" and headers["Authorization"] == "Bearer shared"
+    anonymous = client.application.test_client()
+    assert anonymous.post("/v1/responses", json={"model": "m", "input": "x"}).status_code == 401
+    assert client.post("/v1/embeddings", json={"input": "x"}).json["error"]["param"] == "model"
+
+
+def test_a_responses_stream_that_breaks_ends_with_its_own_error_event(client, upstream) -> None:
+    created = b'event: response.created\ndata: {"type": "response.created"}\n\n'
+
+    def dies(handler: Handler, _body: dict) -> None:
+        handler.start_chunked()
+        handler.chunk(created)
+        handler.connection.shutdown(socket.SHUT_RDWR)
+        handler.close_connection = True
+
+    upstream.routes["/v1/responses"] = dies
+    body = {"model": "m", "input": "hi", "stream": True}
+    reply = client.post("/v1/responses", json=body, buffered=False)
+    events = b"".join(reply.response).decode()
+    reply.close()
+    assert events.startswith(created.decode())
+    last = events.strip().split("\n\n")[-1]
+    assert last.startswith("event: error\ndata: ")
+    assert json.loads(last.split("data: ", 1)[1])["type"] == "error"
+    assert "[DONE]" not in events  # Responses streams have no [DONE]
+
+
+def test_the_answer_ceiling_uses_each_endpoints_own_field() -> None:
+    assert bound_request({"model": "m"}, 64, ("max_output_tokens",)) == {
+        "model": "m",
+        "max_output_tokens": 64,
+    }
+    assert bound_request({"model": "m"}, 64, ()) == {"model": "m"}  # embeddings
+    assert bound_request({"model": "m"}, 64)["max_tokens"] == 64
 
 
 def app_pool(client: FlaskClient):

@@ -9,10 +9,12 @@ export const ACCEPTED_EXTENSIONS = [
   'scss', 'sh', 'sql', 'toml', 'ts', 'tsv', 'tsx', 'txt', 'xml', 'yaml', 'yml',
 ];
 
-/** The file input's `accept`: ".txt,.md,…". */
-export const ACCEPT_ATTRIBUTE = ACCEPTED_EXTENSIONS.map((e) => `.${e}`).join(',');
+const DOTTED = ACCEPTED_EXTENSIONS.map((e) => `.${e}`);
 
-const acceptedList = () => ACCEPTED_EXTENSIONS.map((e) => `.${e}`).join(', ');
+/** The file input's `accept`: ".txt,.md,…". */
+export const ACCEPT_ATTRIBUTE = DOTTED.join(',');
+
+const acceptedList = () => DOTTED.join(', ');
 
 /** Why a file cannot be attached, said before sending a byte (the server says the same), or null. */
 export function refusedType(name: string): string | null {
